@@ -1,0 +1,1 @@
+//! Command-line interface: `ferry serve`, `ferry user ...`.

@@ -1,0 +1,13 @@
+//! Ferry: an FTP/FTPS server built on libunftp, with its own storage backend and authenticator.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod password;
+pub mod paths;
+pub mod server;
+pub mod storage;
+pub mod transfer;
+pub mod users;

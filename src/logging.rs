@@ -1,0 +1,32 @@
+//! Builds the root slog logger: human-readable terminal lines or one JSON object per line.
+
+use slog::Drain;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Builds the process-wide logger writing to stderr at `level` and above.
+pub fn build_logger(format: LogFormat, level: slog::Level) -> slog::Logger {
+    let drain: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = match format {
+        LogFormat::Human => {
+            let decorator = slog_term::TermDecorator::new().stderr().build();
+            Box::new(slog_term::FullFormat::new(decorator).build().fuse())
+        }
+        LogFormat::Json => Box::new(
+            Mutex::new(slog_json::Json::new(std::io::stderr()).add_default_keys().build()).fuse(),
+        ),
+    };
+    // Logging must never stall a transfer: records go through a bounded queue to a
+    // dedicated thread, and are dropped (and counted) if the queue is full.
+    let drain = slog_async::Async::new(drain.filter_level(level).fuse())
+        .chan_size(8192)
+        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
+        .build()
+        .fuse();
+    slog::Logger::root(drain, slog::o!())
+}

@@ -1,0 +1,1 @@
+//! Server wiring: the accept loop, session limits, per-connection libunftp servers, shutdown.

@@ -1,0 +1,1 @@
+//! The data path: large-buffer copy loops between data sockets and files.
