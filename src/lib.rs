@@ -10,4 +10,5 @@ pub mod paths;
 pub mod server;
 pub mod storage;
 pub mod transfer;
+pub mod user_admin;
 pub mod users;
