@@ -16,7 +16,6 @@ pub enum Op {
     Mkdir,
     Rmdir,
     Rename,
-    Cwd,
 }
 
 impl Op {
@@ -32,7 +31,6 @@ impl Op {
             Op::Mkdir => "mkdir",
             Op::Rmdir => "rmdir",
             Op::Rename => "rename",
-            Op::Cwd => "cwd",
         }
     }
 }

@@ -1,1 +1,352 @@
-//! The storage backend: permissions, audit and upload atomicity over a local filesystem store.
+//! The storage backend: permissions, audit and upload atomicity over a [`Store`].
+//!
+//! libunftp calls [`FerryStorage`] for every filesystem operation of a session. Each call
+//! resolves the client path (`crate::paths`), checks the user's permission, runs the operation
+//! on the store, writes one audit record, and maps errors to FTP replies (`errors`).
+
+mod errors;
+mod listing;
+mod local;
+mod store;
+
+pub use local::{LocalStore, remove_stale_temporaries};
+pub use store::{CommitGate, Entry, EntryKind, Store, StoreError};
+
+use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
+use crate::auth::FerryUser;
+use crate::paths::{UserPath, resolve_user_path};
+use crate::session::SessionLink;
+use crate::users::Permissions;
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use unftp_core::storage::{self as ftp, FEATURE_RESTART, Fileinfo, StorageBackend};
+
+/// One session's storage backend (libunftp builds one per connection).
+#[derive(Debug)]
+pub struct FerryStorage<S: Store = LocalStore> {
+    store: S,
+    session: Arc<SessionLink>,
+    audit: AuditLog,
+}
+
+impl<S: Store> FerryStorage<S> {
+    pub fn new(store: S, session: Arc<SessionLink>, audit: AuditLog) -> Self {
+        FerryStorage { store, session, audit }
+    }
+
+    /// Resolves the client path and checks one permission; refusals are audited here.
+    fn authorize(&self, user: &FerryUser, op: Op, path: &Path, allowed: fn(&Permissions) -> bool) -> Result<UserPath, StoreError> {
+        let resolved = resolve_user_path(path);
+        let refusal = match &resolved {
+            Err(error) => Some(error.to_string()),
+            Ok(_) if !allowed(&user.permissions) => Some(format!("user may not {}", op.as_str())),
+            Ok(_) => None,
+        };
+        if let Some(reason) = refusal {
+            self.record(user, op, &path.display().to_string(), None, Instant::now(), Outcome::Denied(reason.clone()));
+            return Err(match resolved {
+                Err(error) => StoreError::BadName(error),
+                Ok(_) => StoreError::Denied(reason),
+            });
+        }
+        resolved.map_err(StoreError::BadName)
+    }
+
+    /// Writes the audit record of a finished operation.
+    fn record(&self, user: &FerryUser, op: Op, path: &str, bytes: Option<u64>, started: Instant, outcome: Outcome) {
+        self.audit.record(AuditRecord {
+            op,
+            user: &user.name,
+            client_ip: self.session.client.ip(),
+            path,
+            bytes,
+            duration: started.elapsed(),
+            outcome,
+        });
+    }
+
+    /// Audits `result` and converts it for libunftp.
+    fn finish<T>(&self, user: &FerryUser, op: Op, path: &UserPath, started: Instant, result: Result<T, StoreError>, bytes: impl Fn(&T) -> Option<u64>) -> ftp::Result<T> {
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(StoreError::Denied(reason)) => Outcome::Denied(reason.clone()),
+            Err(error) => Outcome::Failed(error.to_string()),
+        };
+        let counted = result.as_ref().ok().and_then(&bytes);
+        self.record(user, op, &path.to_string(), counted, started, outcome);
+        result.map_err(errors::to_ftp_error)
+    }
+
+    /// Uploads replace a file only if the user may overwrite it.
+    async fn check_overwrite(&self, user: &FerryUser, path: &UserPath) -> Result<(), StoreError> {
+        if user.permissions.overwrite {
+            return Ok(());
+        }
+        match self.store.entry(path).await {
+            Err(StoreError::NotFound) => Ok(()),
+            Ok(_) => Err(StoreError::Denied("user may not overwrite".into())),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Audits a transfer whose future was dropped before it finished: libunftp drops it on ABOR.
+struct AuditIfAbandoned<'a, S: Store> {
+    storage: &'a FerryStorage<S>,
+    user: &'a FerryUser,
+    op: Op,
+    path: &'a UserPath,
+    started: Instant,
+    armed: bool,
+}
+
+impl<'a, S: Store> AuditIfAbandoned<'a, S> {
+    fn new(storage: &'a FerryStorage<S>, user: &'a FerryUser, op: Op, path: &'a UserPath, started: Instant) -> Self {
+        AuditIfAbandoned { storage, user, op, path, started, armed: true }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<S: Store> Drop for AuditIfAbandoned<'_, S> {
+    fn drop(&mut self) {
+        if self.armed {
+            let outcome = Outcome::Failed("transfer aborted".into());
+            self.storage.record(self.user, self.op, &self.path.to_string(), None, self.started, outcome);
+        }
+    }
+}
+
+/// Commits an upload only while the client is still connected (see `crate::session`).
+struct ControlConnectionGate<'a>(&'a SessionLink);
+
+impl CommitGate for ControlConnectionGate<'_> {
+    fn may_commit(&self) -> Result<(), StoreError> {
+        if self.0.control_closed() {
+            Err(StoreError::Interrupted("control connection closed before the upload completed".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What libunftp shows of an entry (LIST, MLSD, MLST, SIZE, MDTM).
+#[derive(Debug, Clone)]
+pub struct FileMeta(Entry);
+
+impl ftp::Metadata for FileMeta {
+    fn len(&self) -> u64 {
+        self.0.len
+    }
+    fn is_dir(&self) -> bool {
+        self.0.kind == EntryKind::Dir
+    }
+    fn is_file(&self) -> bool {
+        self.0.kind == EntryKind::File
+    }
+    fn is_symlink(&self) -> bool {
+        self.0.kind == EntryKind::Symlink
+    }
+    fn modified(&self) -> ftp::Result<SystemTime> {
+        self.0.modified.ok_or_else(|| ftp::ErrorKind::LocalError.into())
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+    fn permissions(&self) -> ftp::Permissions {
+        ftp::Permissions(self.0.mode)
+    }
+}
+
+#[async_trait]
+impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
+    type Metadata = FileMeta;
+
+    fn enter(&mut self, user: &FerryUser) -> std::io::Result<()> {
+        self.store.enter(&user.home)?;
+        self.session.set_user(&user.name);
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "ferry"
+    }
+
+    fn supported_features(&self) -> u32 {
+        FEATURE_RESTART
+    }
+
+    /// Serves SIZE (and MDTM, MLST, RNFR, APPE's offset, which libunftp asks the same way).
+    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<FileMeta> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Size, path.as_ref(), |p| p.list).map_err(errors::to_ftp_error)?;
+        let result = self.store.entry(&path).await.map(FileMeta);
+        self.finish(user, Op::Size, &path, started, result, |meta| Some(meta.0.len))
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list).map_err(errors::to_ftp_error)?;
+        let result = self.store.list(&path).await.map(|entries| {
+            entries
+                .into_iter()
+                .map(|(name, entry)| Fileinfo {
+                    path: PathBuf::from(name),
+                    metadata: FileMeta(entry),
+                })
+                .collect::<Vec<_>>()
+        });
+        self.finish(user, Op::Ls, &path, started, result, |_| None)
+    }
+
+    async fn list_fmt<P>(&self, user: &FerryUser, path: P) -> ftp::Result<std::io::Cursor<Vec<u8>>>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list).map_err(errors::to_ftp_error)?;
+        let result = self.list_entries_or_file(&path).await.map(|entries| listing::long_format(&entries, SystemTime::now()));
+        let result = self.finish(user, Op::Ls, &path, started, result, |text| Some(text.len() as u64));
+        result.map(std::io::Cursor::new)
+    }
+
+    async fn nlst<P>(&self, user: &FerryUser, path: P) -> std::io::Result<std::io::Cursor<Vec<u8>>>
+    where
+        P: AsRef<Path> + Send + Debug,
+    {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list).map_err(std::io::Error::other)?;
+        let result = self.list_entries_or_file(&path).await.map(|entries| listing::names(&entries));
+        self.finish(user, Op::Ls, &path, started, result, |text| Some(text.len() as u64))
+            .map(std::io::Cursor::new)
+            .map_err(std::io::Error::other)
+    }
+
+    async fn get_into<'a, P, W: ?Sized>(&self, user: &FerryUser, path: P, start_pos: u64, output: &'a mut W) -> ftp::Result<u64>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Sync + Send,
+        P: AsRef<Path> + Send + Debug,
+    {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Download, path.as_ref(), |p| p.download).map_err(errors::to_ftp_error)?;
+        let abandoned = AuditIfAbandoned::new(self, user, Op::Download, &path, started);
+        let result = match self.session.begin_transfer() {
+            Ok(_transfer) => self.store.read_into(&path, start_pos, output).await,
+            Err(refused) => Err(refused),
+        };
+        abandoned.disarm();
+        self.finish(user, Op::Download, &path, started, result, |sent| Some(*sent))
+    }
+
+    /// Not used: downloads go through `get_into`, and SITE MD5 (the only other caller) is not
+    /// offered by this backend.
+    async fn get<P: AsRef<Path> + Send + Debug>(&self, _user: &FerryUser, _path: P, _start_pos: u64) -> ftp::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        Err(ftp::ErrorKind::CommandNotImplemented.into())
+    }
+
+    async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &FerryUser,
+        mut input: R,
+        path: P,
+        start_pos: u64,
+    ) -> ftp::Result<u64> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload).map_err(errors::to_ftp_error)?;
+        let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
+        let result = async {
+            self.check_overwrite(user, &path).await?;
+            let _transfer = self.session.begin_transfer()?;
+            if start_pos == 0 {
+                let gate = ControlConnectionGate(&self.session);
+                self.store.write_atomically(&path, &mut input, &gate).await
+            } else {
+                // REST+STOR resumes into the existing file: the documented exception to
+                // atomic replacement (the partial file is what the client resumes).
+                self.store.write_in_place(&path, start_pos, &mut input).await
+            }
+        }
+        .await;
+        abandoned.disarm();
+        self.finish(user, Op::Upload, &path, started, result, |received| Some(*received))
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<()> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Rm, path.as_ref(), |p| p.delete).map_err(errors::to_ftp_error)?;
+        let result = self.store.remove_file(&path).await;
+        self.finish(user, Op::Rm, &path, started, result, |_| None)
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<()> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Mkdir, path.as_ref(), |p| p.mkdir).map_err(errors::to_ftp_error)?;
+        let result = self.store.create_dir(&path).await;
+        self.finish(user, Op::Mkdir, &path, started, result, |_| None)
+    }
+
+    async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, from: P, to: P) -> ftp::Result<()> {
+        let started = Instant::now();
+        let from = self.authorize(user, Op::Rename, from.as_ref(), |p| p.rename).map_err(errors::to_ftp_error)?;
+        let to = self.authorize(user, Op::Rename, to.as_ref(), |p| p.rename).map_err(errors::to_ftp_error)?;
+        let result = async {
+            self.check_overwrite(user, &to).await?;
+            self.store.rename(&from, &to).await
+        }
+        .await;
+        let shown = UserPathPair(&from, &to);
+        let outcome = match &result {
+            Ok(()) => Outcome::Ok,
+            Err(StoreError::Denied(reason)) => Outcome::Denied(reason.clone()),
+            Err(error) => Outcome::Failed(error.to_string()),
+        };
+        self.record(user, Op::Rename, &shown.to_string(), None, started, outcome);
+        result.map_err(errors::to_ftp_error)
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<()> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Rmdir, path.as_ref(), |p| p.rmdir).map_err(errors::to_ftp_error)?;
+        let result = self.store.remove_dir(&path).await;
+        self.finish(user, Op::Rmdir, &path, started, result, |_| None)
+    }
+
+    /// One stat: the target must be a directory inside the home.
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _user: &FerryUser, path: P) -> ftp::Result<()> {
+        let path = resolve_user_path(path.as_ref()).map_err(|error| errors::to_ftp_error(error.into()))?;
+        match self.store.entry(&path).await {
+            Ok(entry) if entry.kind == EntryKind::Dir => Ok(()),
+            Ok(_) => Err(errors::to_ftp_error(StoreError::NotADirectory)),
+            Err(error) => Err(errors::to_ftp_error(error)),
+        }
+    }
+}
+
+impl<S: Store> FerryStorage<S> {
+    /// LIST and NLST of a file name list that one file, as `ls` does.
+    async fn list_entries_or_file(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+        let entry = self.store.entry(path).await?;
+        if entry.kind == EntryKind::Dir {
+            return self.store.list(path).await;
+        }
+        let name = path.split_parent().map(|(_, name)| name.to_owned()).unwrap_or_default();
+        Ok(vec![(name, entry)])
+    }
+}
+
+/// `from -> to`, as written in rename audit records.
+struct UserPathPair<'a>(&'a UserPath, &'a UserPath);
+
+impl std::fmt::Display for UserPathPair<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}", self.0, self.1)
+    }
+}

@@ -643,7 +643,8 @@ where
         match socket.peer_addr() {
             Ok(datachan_addr) => {
                 let controlchan_ip = session.source.ip();
-                if controlchan_ip != datachan_addr.ip() {
+                // FERRY PATCH (pasv-dual-stack): compare addresses, not their v4-mapped spellings.
+                if controlchan_ip.to_canonical() != datachan_addr.ip().to_canonical() {
                     if let Err(err) = socket.shutdown().await {
                         slog::error!(
                             logger,

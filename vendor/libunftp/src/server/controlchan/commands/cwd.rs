@@ -44,7 +44,9 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let storage: Arc<Storage> = Arc::clone(&session.storage);
-        let path = session.cwd.join(self.path.clone());
+        // FERRY PATCH (cwd-normalize): keep the working directory in normal form. Upstream
+        // stores `/a/..` as is, so PWD shows it and a later CDUP pops the wrong component.
+        let path = normalize(&session.cwd.join(self.path.clone()));
         let tx_success = args.tx_control_chan.clone();
         let tx_fail = args.tx_control_chan.clone();
         let logger = args.logger;
@@ -68,4 +70,19 @@ where
 
         Ok(Reply::none())
     }
+}
+
+/// FERRY PATCH (cwd-normalize): resolves `.` and `..` lexically; `..` at the root stays there.
+fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+    let mut normal = std::path::PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            std::path::Component::Normal(name) => normal.push(name),
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            _ => {}
+        }
+    }
+    normal
 }

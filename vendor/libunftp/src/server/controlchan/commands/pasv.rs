@@ -9,7 +9,6 @@
 use crate::{
     auth::UserDetail,
     server::{
-        ControlChanErrorKind,
         chancomms::SwitchboardSender,
         controlchan::{
             Reply, ReplyCode,
@@ -43,10 +42,13 @@ where
     async fn build_reply(&self, args: &CommandContext<Storage, User>, port: u16) -> Result<Reply, ControlChanError> {
         let conn_addr = match args.local_addr {
             std::net::SocketAddr::V4(addr) => *addr.ip(),
-            std::net::SocketAddr::V6(_) => {
-                slog::error!(args.logger, "local address is ipv6! we only listen on ipv4, so this shouldn't happen");
-                return Err(ControlChanErrorKind::InternalServerError.into());
-            }
+            // FERRY PATCH (pasv-dual-stack): on a dual-stack listener an IPv4 client's local
+            // address is v4-mapped, and PASV works for it; a real IPv6 client is told to use
+            // EPSV (PASV can only carry an IPv4 address) instead of losing its connection.
+            std::net::SocketAddr::V6(addr) => match addr.ip().to_ipv4_mapped() {
+                Some(v4) => v4,
+                None => return Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "PASV is IPv4-only; use EPSV")),
+            },
         };
         Ok(make_pasv_reply(&args.logger, args.passive_host.clone(), &conn_addr, port).await)
     }

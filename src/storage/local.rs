@@ -1,0 +1,277 @@
+//! The local-filesystem store: every path opened beneath the user's home directory handle.
+//!
+//! The home is held as a cap-std [`Dir`]; all opens go through it, so `..` and symlinks cannot
+//! reach outside the home (cap-std uses `openat2(RESOLVE_BENEATH)` where the kernel has it and
+//! resolves component by component otherwise). Uploads are written to a temporary file in the
+//! target's directory and renamed over the final name only when complete.
+
+use super::store::{CommitGate, Entry, EntryKind, Store, StoreError};
+use crate::paths::{UPLOAD_TEMP_PREFIX, UserPath};
+use crate::transfer;
+use async_trait::async_trait;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, MetadataExt, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A session's filesystem store. Holds no home until the user has logged in.
+#[derive(Debug, Default)]
+pub struct LocalStore {
+    home: Option<Arc<Dir>>,
+}
+
+impl LocalStore {
+    pub fn new() -> Self {
+        LocalStore::default()
+    }
+
+    fn home(&self) -> Result<Arc<Dir>, StoreError> {
+        self.home.clone().ok_or(StoreError::NoHome)
+    }
+
+    /// Runs blocking filesystem work on the home handle off the async runtime.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Dir) -> Result<T, StoreError> + Send + 'static,
+    {
+        let home = self.home()?;
+        tokio::task::spawn_blocking(move || work(&home))
+            .await
+            .map_err(|join_error| StoreError::Io(io::Error::other(join_error)))?
+    }
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn enter(&mut self, home: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(home)?;
+        self.home = Some(Arc::new(Dir::open_ambient_dir(home, ambient_authority())?));
+        Ok(())
+    }
+
+    async fn entry(&self, path: &UserPath) -> Result<Entry, StoreError> {
+        let path = path.clone();
+        self.blocking(move |home| Ok(entry_from(&home.metadata(path.relative())?))).await
+    }
+
+    async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+        let path = path.clone();
+        self.blocking(move |home| {
+            let dir = home.open_dir(path.relative())?;
+            let mut entries = Vec::new();
+            for dir_entry in dir.entries()? {
+                let dir_entry = dir_entry?;
+                let Ok(name) = dir_entry.file_name().into_string() else {
+                    continue; // names that are not UTF-8 cannot be sent in a UTF-8 listing
+                };
+                if name.starts_with(UPLOAD_TEMP_PREFIX) {
+                    continue;
+                }
+                let Ok(metadata) = dir_entry.metadata() else {
+                    continue; // removed while listing
+                };
+                let entry = if metadata.is_symlink() {
+                    // Follow the link only as far as the home allows; otherwise show the link.
+                    dir.metadata(&name).map(|m| entry_from(&m)).unwrap_or(Entry {
+                        kind: EntryKind::Symlink,
+                        len: 0,
+                        modified: None,
+                        mode: 0o777,
+                    })
+                } else {
+                    entry_from(&metadata)
+                };
+                entries.push((name, entry));
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn read_into<W>(&self, path: &UserPath, offset: u64, out: &mut W) -> Result<u64, StoreError>
+    where
+        W: AsyncWrite + Unpin + Send + Sync + ?Sized,
+    {
+        let path = path.clone();
+        let file = self
+            .blocking(move |home| {
+                let file = home.open(path.relative())?;
+                if !file.metadata()?.is_file() {
+                    return Err(StoreError::NotAFile);
+                }
+                Ok(file.into_std())
+            })
+            .await?;
+        Ok(transfer::send_file(file, offset, out).await?)
+    }
+
+    async fn write_atomically<R>(&self, path: &UserPath, input: &mut R, gate: &dyn CommitGate) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized,
+    {
+        let (parent, name) = path.split_parent().ok_or(StoreError::NotAFile)?;
+        let name = name.to_owned();
+        let (temp, file) = self
+            .blocking(move |home| {
+                let dir = home.open_dir(parent.relative())?;
+                if dir.metadata(&name).is_ok_and(|m| m.is_dir()) {
+                    return Err(StoreError::NotAFile);
+                }
+                let (temp_name, file) = create_temporary(&dir)?;
+                Ok((TemporaryUpload::new(dir, temp_name, name), file))
+            })
+            .await?;
+        // From here until `commit`, dropping `temp` (error, ABOR, disconnect) deletes the file.
+        let received = transfer::receive_into_file(input, file.into_std(), 0).await?;
+        gate.may_commit()?;
+        tokio::task::spawn_blocking(move || temp.commit())
+            .await
+            .map_err(|join_error| StoreError::Io(io::Error::other(join_error)))??;
+        Ok(received)
+    }
+
+    async fn write_in_place<R>(&self, path: &UserPath, offset: u64, input: &mut R) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized,
+    {
+        let path = path.clone();
+        let file = self
+            .blocking(move |home| {
+                let file = home.open_with(path.relative(), OpenOptions::new().write(true).create(true))?;
+                if !file.metadata()?.is_file() {
+                    return Err(StoreError::NotAFile);
+                }
+                Ok(file.into_std())
+            })
+            .await?;
+        Ok(transfer::receive_into_file(input, file, offset).await?)
+    }
+
+    async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {
+        let path = path.clone();
+        self.blocking(move |home| Ok(home.remove_file(path.relative())?)).await
+    }
+
+    async fn create_dir(&self, path: &UserPath) -> Result<(), StoreError> {
+        let path = path.clone();
+        self.blocking(move |home| Ok(home.create_dir(path.relative())?)).await
+    }
+
+    async fn remove_dir(&self, path: &UserPath) -> Result<(), StoreError> {
+        if path.is_home() {
+            return Err(StoreError::Denied("the home directory cannot be removed".into()));
+        }
+        let path = path.clone();
+        self.blocking(move |home| Ok(home.remove_dir(path.relative())?)).await
+    }
+
+    async fn rename(&self, from: &UserPath, to: &UserPath) -> Result<(), StoreError> {
+        let (from_parent, from_name) = from.split_parent().ok_or(StoreError::NotAFile)?;
+        let (to_parent, to_name) = to.split_parent().ok_or(StoreError::NotAFile)?;
+        let (from_name, to_name) = (from_name.to_owned(), to_name.to_owned());
+        self.blocking(move |home| {
+            let from_dir = home.open_dir(from_parent.relative())?;
+            let to_dir = home.open_dir(to_parent.relative())?;
+            Ok(from_dir.rename(&from_name, &to_dir, &to_name)?)
+        })
+        .await
+    }
+}
+
+fn entry_from(metadata: &cap_std::fs::Metadata) -> Entry {
+    let kind = if metadata.is_dir() {
+        EntryKind::Dir
+    } else if metadata.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::File
+    };
+    Entry {
+        kind,
+        len: metadata.len(),
+        modified: metadata.modified().ok().map(|time| time.into_std()),
+        mode: metadata.mode() & 0o7777,
+    }
+}
+
+/// Distinguishes temporaries created in the same directory by this process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a new, uniquely named temporary file in `dir`.
+fn create_temporary(dir: &Dir) -> Result<(String, cap_std::fs::File), StoreError> {
+    loop {
+        let name = format!(
+            "{UPLOAD_TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        match dir.open_with(&name, OpenOptions::new().write(true).create_new(true)) {
+            Ok(file) => return Ok((name, file)),
+            // Left by an earlier process with the same pid: pick the next number.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// A temporary upload file; deleted on drop unless committed under its final name.
+struct TemporaryUpload {
+    dir: Dir,
+    temp_name: String,
+    final_name: String,
+    committed: bool,
+}
+
+impl TemporaryUpload {
+    fn new(dir: Dir, temp_name: String, final_name: String) -> Self {
+        TemporaryUpload {
+            dir,
+            temp_name,
+            final_name,
+            committed: false,
+        }
+    }
+
+    /// Atomically replaces the final name with the complete upload.
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.dir.rename(&self.temp_name, &self.dir, &self.final_name)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TemporaryUpload {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.dir.remove_file(&self.temp_name);
+        }
+    }
+}
+
+/// Removes upload temporaries left under `root` by a crash; returns how many. Symlinks are
+/// not followed, so nothing outside the root is touched.
+pub fn remove_stale_temporaries(root: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                pending.push(entry.path());
+            } else if file_type.is_file() && entry.file_name().to_string_lossy().starts_with(UPLOAD_TEMP_PREFIX) {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}

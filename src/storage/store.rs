@@ -1,0 +1,125 @@
+//! The contract between Ferry's storage policy and a place that holds files.
+//!
+//! [`super::FerryStorage`] owns everything that does not depend on where bytes live:
+//! permissions, audit, transfer accounting, and *when* an upload becomes visible. A [`Store`]
+//! owns *how*: the local filesystem renames a temporary file; an object store would complete a
+//! multipart upload. A second backend implements this trait and inherits the policy unchanged.
+
+use crate::paths::{PathError, UserPath};
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What a store knows about one file or directory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: EntryKind,
+    pub len: u64,
+    pub modified: Option<SystemTime>,
+    /// Unix permission bits (shown in LIST); stores without them report 0o644 / 0o755.
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    /// A link whose target could not be followed inside the home.
+    Symlink,
+}
+
+/// Why a storage operation failed. Mapped to FTP replies in one place (`super::errors`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("permission denied: {0}")]
+    Denied(String),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("directory not empty")]
+    DirectoryNotEmpty,
+    #[error("no space left on device")]
+    NoSpace,
+    #[error("file name not allowed: {0}")]
+    BadName(#[from] PathError),
+    #[error("transfer interrupted: {0}")]
+    Interrupted(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("not logged in")]
+    NoHome,
+    #[error("I/O error: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for StoreError {
+    fn from(error: io::Error) -> Self {
+        use io::ErrorKind as Kind;
+        match (error.kind(), error.raw_os_error()) {
+            (Kind::NotFound, _) => StoreError::NotFound,
+            // cap-std reports a path that leads outside the home (through `..` in a symlink
+            // or an absolute link) as PermissionDenied.
+            (Kind::PermissionDenied, _) => StoreError::Denied(error.to_string()),
+            (Kind::AlreadyExists, _) => StoreError::AlreadyExists,
+            (_, Some(libc::ENOSPC | libc::EDQUOT)) => StoreError::NoSpace,
+            (_, Some(libc::ENOTEMPTY)) => StoreError::DirectoryNotEmpty,
+            (_, Some(libc::ENOTDIR)) => StoreError::NotADirectory,
+            (_, Some(libc::EISDIR)) => StoreError::NotAFile,
+            (_, Some(libc::ELOOP)) => StoreError::Denied("too many levels of symbolic links".into()),
+            (_, Some(libc::EROFS)) => StoreError::Denied("read-only filesystem".into()),
+            (Kind::ConnectionReset | Kind::ConnectionAborted | Kind::BrokenPipe | Kind::UnexpectedEof, _) => {
+                StoreError::Interrupted(error.to_string())
+            }
+            _ => StoreError::Io(error),
+        }
+    }
+}
+
+/// Asked once an upload's data has all arrived, just before it is made visible: the policy's
+/// last chance to refuse (for instance because the control connection died meanwhile).
+pub trait CommitGate: Send + Sync {
+    fn may_commit(&self) -> Result<(), StoreError>;
+}
+
+/// One user's view of a place that holds files. Every path is a [`UserPath`] (already confined
+/// lexically); the store must also keep symlinks and the like from leading outside the home.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Binds the store to the logged-in user's home (absolute), creating it if missing.
+    fn enter(&mut self, home: &Path) -> io::Result<()>;
+
+    async fn entry(&self, path: &UserPath) -> Result<Entry, StoreError>;
+
+    /// The entries of a directory, without upload temporaries, in no particular order.
+    async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError>;
+
+    /// Sends a regular file from `offset` to `out`.
+    async fn read_into<W>(&self, path: &UserPath, offset: u64, out: &mut W) -> Result<u64, StoreError>
+    where
+        W: AsyncWrite + Unpin + Send + Sync + ?Sized;
+
+    /// Writes `input` to a staging area and, if it ends cleanly and `gate` agrees, replaces
+    /// `path` with it in one atomic step. Otherwise nothing under `path` changes, also when
+    /// this future is dropped midway (ABOR).
+    async fn write_atomically<R>(&self, path: &UserPath, input: &mut R, gate: &dyn CommitGate) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized;
+
+    /// Writes `input` into `path` in place from `offset` (REST+STOR, APPE), creating it if needed.
+    async fn write_in_place<R>(&self, path: &UserPath, offset: u64, input: &mut R) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized;
+
+    async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError>;
+    async fn create_dir(&self, path: &UserPath) -> Result<(), StoreError>;
+    async fn remove_dir(&self, path: &UserPath) -> Result<(), StoreError>;
+    async fn rename(&self, from: &UserPath, to: &UserPath) -> Result<(), StoreError>;
+}
