@@ -1,18 +1,337 @@
 //! Server wiring: the accept loop, session limits, per-connection libunftp servers, shutdown.
+//!
+//! Ferry owns the accept loop (after mini-redis): each accepted connection takes a session
+//! permit or gets 421, gets TCP_NODELAY, and is handed to a libunftp `Server` built for that one
+//! connection, whose storage backend shares a [`SessionLink`] with this loop. On shutdown the
+//! loop stops accepting, closes idle sessions with 421, lets running transfers finish within the
+//! grace period, then closes what is left.
 
+use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
+use crate::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::config::Config;
+use crate::limits::SessionLimiter;
+use crate::passive::PassiveBinder;
+use crate::session::{ServerState, SessionLink};
+use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
+use libunftp::ServerBuilder;
+use libunftp::options::{ActivePassiveMode, PassiveHost};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use unftp_core::auth::{Authenticator, UserDetailProvider};
+
+/// Pending connections the kernel queues for the accept loop (vsftpd and nginx use 511+).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// After the last transfer of a session ends, how long its final reply (226) gets to reach the
+/// client before shutdown closes the session. libunftp sends that reply from another task.
+const REPLY_FLUSH_DELAY: Duration = Duration::from_millis(100);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("could not bind {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("could not clean upload temporaries under {root}: {source}")]
+    Cleanup { root: std::path::PathBuf, source: std::io::Error },
+    #[error("libunftp refused the session configuration: {0}")]
+    Session(String),
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
+    #[error("refusing to serve on {bind}: user(s) {users} still have the published demo password; set a new one with `ferry user passwd NAME` or bind to 127.0.0.1")]
+    DemoPasswordExposed { bind: SocketAddr, users: String },
+}
+
+/// What every session task needs, shared.
+struct Shared<A> {
+    config: Config,
+    authenticator: Arc<A>,
+    state: Arc<ServerState>,
+    limiter: Arc<SessionLimiter>,
+    audit: AuditLog,
+    logger: slog::Logger,
+    /// libunftp wants a `&'static str`; leaked once per server, not per session.
+    greeting: &'static str,
+    /// Live sessions by id, so shutdown can reach them.
+    sessions: Mutex<HashMap<u64, Arc<SessionLink>>>,
+    next_session_id: AtomicU64,
+}
+
+/// A bound, not yet serving, Ferry server.
+pub struct FerryServer<A> {
+    listener: TcpListener,
+    shared: Arc<Shared<A>>,
+}
+
+impl<A> FerryServer<A>
+where
+    A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
+{
+    /// Cleans upload temporaries left by a crash and binds the control port.
+    pub async fn bind(config: Config, authenticator: Arc<A>, logger: slog::Logger) -> Result<Self, ServerError> {
+        let removed = remove_stale_temporaries(&config.root).map_err(|source| ServerError::Cleanup {
+            root: config.root.clone(),
+            source,
+        })?;
+        if removed > 0 {
+            slog::info!(logger, "removed upload temporaries left by an earlier run"; "count" => removed);
+        }
+        let listener = bind_control_listener(config.bind).map_err(|source| ServerError::Bind { addr: config.bind, source })?;
+        let shared = Arc::new(Shared {
+            limiter: SessionLimiter::new(config.max_sessions, config.max_sessions_per_ip),
+            greeting: Box::leak(config.greeting.clone().into_boxed_str()),
+            audit: AuditLog::new(&logger),
+            state: Arc::new(ServerState::default()),
+            sessions: Mutex::new(HashMap::new()),
+            next_session_id: AtomicU64::new(0),
+            authenticator,
+            logger,
+            config,
+        });
+        Ok(FerryServer { listener, shared })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.shared.config.bind)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully (see the module docs).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let FerryServer { listener, shared } = self;
+        slog::info!(shared.logger, "ferry listening"; "bind" => %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        let mut session_tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, client)) => admit(&shared, stream, client, &mut session_tasks),
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning on the error.
+                        slog::warn!(shared.logger, "accept failed"; "error" => %error);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = session_tasks.join_next(), if !session_tasks.is_empty() => {}
+            }
+        }
+        drop(listener);
+        drain_sessions(&shared, &mut session_tasks).await;
+        Ok(())
+    }
+}
+
+/// Binds the control listener with a large backlog (tokio's default is 1024 too, but explicit:
+/// small backlogs turn connection bursts into hung connects).
+fn bind_control_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG as u32)
+}
+
+/// Starts a session for an accepted connection, or turns it away with 421.
+fn admit<A>(shared: &Arc<Shared<A>>, stream: TcpStream, client: SocketAddr, session_tasks: &mut JoinSet<()>)
+where
+    A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let permit = match shared.limiter.try_acquire(client.ip()) {
+        Ok(permit) => permit,
+        Err(limit) => {
+            slog::warn!(shared.logger, "connection refused"; "client" => %client, "reason" => %limit);
+            session_tasks.spawn(async move {
+                let mut stream = stream;
+                let _ = stream.write_all(format!("421 {limit}\r\n").as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+            return;
+        }
+    };
+    let control_copy = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => std::net::TcpStream::from(fd),
+        Err(error) => {
+            slog::error!(shared.logger, "could not duplicate control socket"; "error" => %error);
+            return;
+        }
+    };
+    let link = Arc::new(SessionLink::new(client, control_copy, shared.state.clone()));
+    let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.sessions).insert(id, link.clone());
+
+    let shared = shared.clone();
+    session_tasks.spawn(async move {
+        let _permit = permit;
+        let started = Instant::now();
+        match build_session_server(&shared, link.clone()) {
+            Ok(server) => {
+                let _ = server.service(stream).await;
+            }
+            Err(error) => slog::error!(shared.logger, "could not start session"; "error" => %error),
+        }
+        if let Some(user) = link.user() {
+            shared.audit.record(AuditRecord {
+                op: Op::Logout,
+                user: &user,
+                client_ip: client.ip(),
+                path: "",
+                bytes: None,
+                duration: started.elapsed(),
+                outcome: Outcome::Ok,
+            });
+        }
+        lock(&shared.sessions).remove(&id);
+        shared.state.notify_activity();
+    });
+}
+
+/// A libunftp server configured for exactly one connection; its storage shares `link`.
+fn build_session_server<A>(shared: &Shared<A>, link: Arc<SessionLink>) -> Result<libunftp::Server<FerryStorage, FerryUser>, ServerError>
+where
+    A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
+{
+    let config = &shared.config;
+    let audit = shared.audit.clone();
+    let storage_link = link.clone();
+    let storage = Box::new(move || FerryStorage::new(LocalStore::new(), storage_link.clone(), audit.clone()));
+    let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> = shared.authenticator.clone();
+    let mode = if config.active_mode { ActivePassiveMode::ActiveAndPassive } else { ActivePassiveMode::PassiveOnly };
+    let passive_host = match &config.passive_host {
+        Some(host) => PassiveHost::from(host.as_str()),
+        None => PassiveHost::FromConnection,
+    };
+    ServerBuilder::<FerryStorage, FerryUser>::with_user_detail_provider(storage, provider)
+        .authenticator(shared.authenticator.clone())
+        .greeting(shared.greeting)
+        .passive_ports(config.passive_ports.clone())
+        .passive_host(passive_host)
+        .idle_session_timeout(config.idle_timeout.as_secs())
+        .active_passive_mode(mode)
+        .binder(PassiveBinder)
+        .logger(library_logger(&shared.logger, config.log_level, link.client))
+        .build()
+        .map_err(|error| ServerError::Session(error.to_string()))
+}
+
+/// libunftp logs every command and connection at info; Ferry's audit records say what happened
+/// in fewer lines, so libunftp speaks only at warning unless debugging.
+fn library_logger(logger: &slog::Logger, level: slog::Level, client: SocketAddr) -> slog::Logger {
+    let logger = logger.new(slog::o!("client" => client.to_string()));
+    if level.is_at_least(slog::Level::Debug) {
+        logger
+    } else {
+        slog::Logger::root(slog::Drain::fuse(slog::LevelFilter::new(logger, slog::Level::Warning)), slog::o!())
+    }
+}
+
+/// Graceful shutdown: idle sessions are closed at once; sessions with a running transfer are
+/// closed when it ends; whatever remains when the grace period is over is closed regardless.
+async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) {
+    shared.state.begin_shutdown();
+    let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
+    slog::info!(shared.logger, "shutting down"; "running_transfers" => shared.state.running_transfers(), "grace_secs" => shared.config.shutdown_grace.as_secs());
+    let mut idle_since: HashMap<u64, tokio::time::Instant> = HashMap::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        let sessions: Vec<(u64, Arc<SessionLink>)> = lock(&shared.sessions).iter().map(|(id, link)| (*id, link.clone())).collect();
+        if sessions.is_empty() || now >= deadline {
+            break;
+        }
+        let mut next_check = deadline;
+        for (id, link) in sessions {
+            if link.has_running_transfer() {
+                idle_since.remove(&id);
+                continue;
+            }
+            let idle_at = *idle_since.entry(id).or_insert(now);
+            if now >= idle_at + REPLY_FLUSH_DELAY || !link.ever_transferred() {
+                link.close("Server shutting down");
+                lock(&shared.sessions).remove(&id);
+            } else {
+                next_check = next_check.min(idle_at + REPLY_FLUSH_DELAY);
+            }
+        }
+        tokio::select! {
+            _ = shared.state.activity() => {}
+            _ = tokio::time::sleep_until(next_check) => {}
+        }
+    }
+    for link in lock(&shared.sessions).values() {
+        link.close("Server shutting down");
+    }
+    // The sessions are closed; give their tasks a moment to write logout records.
+    let _ = tokio::time::timeout(REPLY_FLUSH_DELAY, async { while session_tasks.join_next().await.is_some() {} }).await;
+    slog::info!(shared.logger, "shutdown complete"; "running_transfers" => shared.state.running_transfers());
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The password of the shipped `demo` account (README). Ferry refuses to serve it beyond
+/// loopback, where anyone who read the README could log in.
+pub const DEMO_PASSWORD: &str = "ferry-demo";
+
+/// Loads the users file, starts its reloader, cleans temporaries and binds: everything but
+/// serving. Tests call this and then [`FerryServer::serve`] with their own shutdown signal.
+pub async fn start(config: Config, logger: slog::Logger) -> Result<FerryServer<FerryAuthenticator>, ServerError> {
+    let anonymous_home = config.anonymous.then(|| config.anonymous_home.clone());
+    let directory = UserDirectory::load(&config.users_file, &config.root, anonymous_home, logger.clone())?;
+    if !config.bind.ip().is_loopback() {
+        let exposed = directory.users_with_password(DEMO_PASSWORD);
+        if !exposed.is_empty() {
+            return Err(ServerError::DemoPasswordExposed {
+                bind: config.bind,
+                users: exposed.join(", "),
+            });
+        }
+    }
+    directory.spawn_reloader();
+    let authenticator = Arc::new(FerryAuthenticator::new(directory, &config, AuditLog::new(&logger), logger.clone()));
+    FerryServer::bind(config, authenticator, logger).await
 }
 
 /// Runs `ferry serve` until SIGINT/SIGTERM, then lets transfers finish within the grace period.
-pub async fn run(_config: Config, _logger: slog::Logger) -> Result<(), ServerError> {
-    todo!("server wiring")
+pub async fn run(config: Config, logger: slog::Logger) -> Result<(), ServerError> {
+    raise_open_file_limit(&logger);
+    let server = start(config, logger.clone()).await?;
+    server.serve(termination_signal(logger)).await
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn termination_signal(logger: slog::Logger) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        slog::error!(logger, "could not install signal handlers; stop Ferry with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    slog::info!(logger, "signal received"; "signal" => name);
+}
+
+/// Every session holds a control socket and sometimes a data socket and a file: raise the
+/// soft limit on open files to the hard limit so thousands of sessions fit.
+fn raise_open_file_limit(logger: &slog::Logger) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            slog::info!(logger, "open file limit"; "before" => before, "now" => limit.rlim_cur);
+        }
+    }
 }

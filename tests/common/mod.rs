@@ -1,0 +1,291 @@
+//! Test harness: a Ferry server in-process on an ephemeral port with a temporary root and
+//! users file, plus a raw FTP control client for the cases stock client libraries hide.
+#![allow(dead_code)]
+
+use ferry::config::Config;
+use ferry::server::ServerError;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use suppaftp::tokio::AsyncFtpStream;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Every test user's password.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// An account in the test users file.
+pub struct TestUser {
+    pub name: &'static str,
+    pub permissions: &'static [&'static str],
+    pub extra: &'static str,
+}
+
+pub const ALL: &[&str] = &["list", "download", "upload", "overwrite", "delete", "mkdir", "rmdir", "rename"];
+
+/// `alice` may do everything; `reader` may only list and download.
+pub fn default_users() -> Vec<TestUser> {
+    vec![
+        TestUser { name: "alice", permissions: ALL, extra: "" },
+        TestUser { name: "reader", permissions: &["list", "download"], extra: "" },
+    ]
+}
+
+/// Writes a users file for `users`, all with [`PASSWORD`].
+pub fn write_users_file(path: &Path, users: &[TestUser]) {
+    let hash = ferry::password::hash_password(PASSWORD).expect("hash test password");
+    let mut text = String::new();
+    for user in users {
+        let permissions: Vec<String> = user.permissions.iter().map(|p| format!("\"{p}\"")).collect();
+        text.push_str(&format!(
+            "[users.{name}]\npassword = \"{hash}\"\nhome = \"{name}\"\npermissions = [{perms}]\n{extra}\n",
+            name = user.name,
+            perms = permissions.join(", "),
+            extra = user.extra
+        ));
+    }
+    std::fs::write(path, text).expect("write users file");
+}
+
+/// A running in-process server; dropped at the end of the test.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub users_file: PathBuf,
+    _dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}, &default_users()).await
+    }
+
+    /// Starts a server on 127.0.0.1 with an ephemeral port; `configure` may change any setting.
+    pub async fn start_with(configure: impl FnOnce(&mut Config), users: &[TestUser]) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("create root");
+        let users_file = dir.path().join("users.toml");
+        write_users_file(&users_file, users);
+        let mut config = Config {
+            bind: "127.0.0.1:0".parse().expect("loopback address"),
+            root: root.clone(),
+            users_file: users_file.clone(),
+            ..Config::default()
+        };
+        config.passive_ports = 40000..=44999;
+        config.shutdown_grace = Duration::from_secs(10);
+        configure(&mut config);
+        let logger = test_logger();
+        let server = ferry::server::start(config, logger).await.expect("server starts");
+        let addr = server.local_addr();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stop.await;
+        }));
+        TestServer {
+            addr,
+            root,
+            users_file,
+            _dir: dir,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.root.join(user)
+    }
+
+    /// Logs in with suppaftp in extended passive mode (EPSV), binary type.
+    pub async fn login(&self, user: &str) -> AsyncFtpStream {
+        let mut ftp = self.connect().await;
+        ftp.login(user, PASSWORD).await.expect("login");
+        ftp.transfer_type(suppaftp::types::FileType::Binary).await.expect("TYPE I");
+        ftp
+    }
+
+    pub async fn connect(&self) -> AsyncFtpStream {
+        let mut ftp = AsyncFtpStream::connect(self.addr).await.expect("connect");
+        ftp.set_mode(suppaftp::Mode::ExtendedPassive);
+        ftp
+    }
+
+    pub async fn raw(&self) -> RawSession {
+        RawSession::connect(self.addr).await
+    }
+
+    /// Raw session logged in as `user`.
+    pub async fn raw_login(&self, user: &str) -> RawSession {
+        let mut raw = self.raw().await;
+        raw.expect("USER ".to_owned() + user, 331).await;
+        raw.expect(format!("PASS {PASSWORD}"), 230).await;
+        raw.expect("TYPE I", 200).await;
+        raw
+    }
+
+    /// Signals shutdown and waits for `serve` to return.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        self.begin_stop();
+        self.wait().await
+    }
+
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    pub async fn wait(&mut self) -> Result<(), ServerError> {
+        let task = self.task.take().expect("server task");
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("server stops within 30 s")
+            .expect("server task does not panic")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+fn test_logger() -> slog::Logger {
+    match std::env::var("FERRY_TEST_LOG") {
+        Ok(level) => ferry::logging::build_logger(ferry::logging::LogFormat::Human, level.parse().unwrap_or(slog::Level::Info)),
+        Err(_) => slog::Logger::root(slog::Discard, slog::o!()),
+    }
+}
+
+/// Deterministic test content of `len` bytes (not periodic at any power of two).
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_u32;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// A control connection spoken to line by line, for what client libraries do not expose.
+pub struct RawSession {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    pub greeting: (u32, String),
+}
+
+impl RawSession {
+    pub async fn connect(addr: SocketAddr) -> RawSession {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (read, writer) = stream.into_split();
+        let mut session = RawSession {
+            reader: BufReader::new(read),
+            writer,
+            greeting: (0, String::new()),
+        };
+        session.greeting = session.reply().await;
+        session
+    }
+
+    pub async fn send(&mut self, line: impl AsRef<str>) {
+        self.writer
+            .write_all(format!("{}\r\n", line.as_ref()).as_bytes())
+            .await
+            .expect("send command");
+    }
+
+    /// Reads one (possibly multi-line) reply: its code and full text.
+    pub async fn reply(&mut self) -> (u32, String) {
+        let mut text = String::new();
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+            .await
+            .expect("reply within 20 s")
+            .expect("read reply");
+        assert!(read > 0, "connection closed while waiting for a reply");
+        text.push_str(&line);
+        let code: u32 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
+        if line.as_bytes().get(3) == Some(&b'-') {
+            let end = format!("{code} ");
+            loop {
+                line.clear();
+                let read = self.reader.read_line(&mut line).await.expect("read reply");
+                assert!(read > 0, "connection closed inside a multi-line reply");
+                text.push_str(&line);
+                if line.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        (code, text)
+    }
+
+    /// Sends `line` and asserts the reply code.
+    pub async fn expect(&mut self, line: impl AsRef<str>, code: u32) -> String {
+        self.send(line.as_ref()).await;
+        let (got, text) = self.reply().await;
+        assert_eq!(got, code, "reply to {:?}: {text}", line.as_ref());
+        text
+    }
+
+    /// EPSV, then connects the data socket.
+    pub async fn epsv(&mut self, server: SocketAddr) -> TcpStream {
+        let text = self.expect("EPSV", 229).await;
+        let port: u16 = text
+            .split("|||")
+            .nth(1)
+            .and_then(|rest| rest.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad EPSV reply {text}"));
+        TcpStream::connect(SocketAddr::new(server.ip(), port)).await.expect("connect data port")
+    }
+
+    /// True once the server has closed the control connection.
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), self.reader.read(&mut byte)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    pub fn into_parts(self) -> (BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf) {
+        (self.reader, self.writer)
+    }
+}
+
+/// RETR into memory.
+pub async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
+    let mut stream = ftp.retr_as_stream(name).await.expect("RETR accepted");
+    let mut data = Vec::new();
+    stream.read_to_end(&mut data).await.expect("read download");
+    ftp.finalize_retr_stream(stream).await.expect("226 after RETR");
+    data
+}
+
+/// Reads a whole data connection.
+pub async fn read_all(mut data: TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    data.read_to_end(&mut out).await.expect("read data connection");
+    out
+}
+
+/// Lists the names in a directory on disk, sorted (includes hidden files).
+pub fn names_on_disk(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
