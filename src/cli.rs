@@ -1,1 +1,106 @@
 //! Command-line interface: `ferry serve`, `ferry user ...`.
+
+use std::path::PathBuf;
+
+/// How the settings of `ferry serve` combine, shown under `ferry serve --help`.
+const SERVE_AFTER_HELP: &str = "\
+Every setting can come from the config file (key `passive_ports`), an environment variable \
+(FERRY_PASSIVE_PORTS) or a flag (--passive-ports); a flag beats the environment, which beats \
+the file, which beats the default. Relative paths are relative to the working directory.";
+
+/// Ferry: an FTP/FTPS server that is safe by default.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ferry", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. A new one is a variant here and an arm in `main`.
+#[derive(Debug, clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per process and moved once; boxing would only add noise"
+)]
+pub enum Command {
+    /// Run the FTP server.
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
+    /// Manage the accounts in the users file.
+    User {
+        #[command(subcommand)]
+        command: crate::user_admin::UserCommand,
+    },
+}
+
+/// The flags of `ferry serve`: `--config`, `--check-config`, and one flag per configuration key.
+///
+/// Values stay text here: `Config::load` checks them, the same way as values from the file and
+/// the environment, so a bad value reads the same wherever it came from. A boolean flag alone
+/// means true (`--anonymous`); `--anonymous=false` (or `--anonymous false`) turns off what the
+/// file or environment turned on. Booleans accept true/false, yes/no, 1/0.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Config file [env: FERRY_CONFIG] [default: config/ferry.toml, skipped if it does not exist]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration (including root and the users file), print its source, and exit
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Control connection address [default: 127.0.0.1:2121]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<String>,
+    /// Directory holding every user's home [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<String>,
+    /// The users file [default: config/users.toml]
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<String>,
+    /// Passive data ports [default: 49152-65535]
+    #[arg(long, value_name = "LO-HI")]
+    pub passive_ports: Option<String>,
+    /// IPv4 address or DNS name announced in PASV replies, for NAT or Docker [default: the
+    /// control connection's local address]
+    #[arg(long, value_name = "HOST")]
+    pub passive_host: Option<String>,
+    /// First line a client sees [default: "Ferry FTP server ready"]
+    #[arg(long, value_name = "TEXT")]
+    pub greeting: Option<String>,
+    /// Seconds a logged-in session may stay idle [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<String>,
+    /// Sessions in total; further connections get 421 [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<String>,
+    /// Sessions per client IP [default: 50]
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_ip: Option<String>,
+    /// Failed logins from one IP before it is banned; 0 turns the ban off [default: 5]
+    #[arg(long, value_name = "N")]
+    pub failed_login_max_attempts: Option<String>,
+    /// Seconds an IP stays banned, and the window in which failures count [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub failed_login_ban: Option<String>,
+    /// Log format: human or json [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log level: error, warn, info, debug or trace [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Allow active mode (PORT), to the client's own address only [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub active_mode: Option<String>,
+    /// Allow anonymous, read-only login [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub anonymous: Option<String>,
+    /// Home of the anonymous user, relative to root [default: anonymous]
+    #[arg(long, value_name = "DIR")]
+    pub anonymous_home: Option<String>,
+    /// Seconds running transfers may take to finish after SIGINT/SIGTERM [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace: Option<String>,
+    /// Password hashes computed at once [default: 2 x number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_logins: Option<String>,
+}

@@ -1,10 +1,50 @@
 //! Server configuration: one validated struct, layered defaults < file < env < flags.
 
+use crate::cli::ServeArgs;
 use crate::logging::LogFormat;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::{IntErrorKind, NonZeroUsize};
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
+
+/// Loopback only, so a fresh install is unreachable from the network until someone says
+/// otherwise; 2121 because ports below 1024 need privileges.
+const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2121));
+const DEFAULT_ROOT: &str = "./data";
+const DEFAULT_USERS_FILE: &str = "config/users.toml";
+/// Read when neither `--config` nor `FERRY_CONFIG` names a file; if it is absent, Ferry runs on
+/// defaults, environment and flags alone (containers).
+const DEFAULT_CONFIG_FILE: &str = "config/ferry.toml";
+const CONFIG_FILE_ENV_VAR: &str = "FERRY_CONFIG";
+/// IANA's dynamic/private range (RFC 6335): no registered service listens there.
+const DEFAULT_PASSIVE_PORTS: RangeInclusive<u16> = 49152..=65535;
+const DEFAULT_GREETING: &str = "Ferry FTP server ready";
+/// ProFTPD's `TimeoutIdle` default.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A session can hold three file descriptors (control socket, data socket, open file), so this
+/// fits the common `ulimit -n` of 4096 for services.
+const DEFAULT_MAX_SESSIONS: usize = 1000;
+/// Enough for a NATed office or a parallel mirror client; keeps one host from taking every slot.
+const DEFAULT_MAX_SESSIONS_PER_IP: usize = 50;
+/// fail2ban's default `maxretry`.
+const DEFAULT_FAILED_LOGIN_MAX_ATTEMPTS: u32 = 5;
+/// Long enough to make password guessing slow, short enough for a user who mistyped to retry.
+const DEFAULT_FAILED_LOGIN_BAN: Duration = Duration::from_secs(300);
+const DEFAULT_ANONYMOUS_HOME: &str = "anonymous";
+/// Kubernetes' default `terminationGracePeriodSeconds`, after which the process is killed anyway.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Password hashing is CPU-bound and each argon2id hash holds its memory cost while it runs:
+/// two per CPU keeps every core busy without letting a login flood queue unbounded work.
+fn default_max_concurrent_logins() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get) * 2
+}
 
 /// Blocks an IP after repeated failed logins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +57,7 @@ pub struct LoginFailurePolicy {
 
 /// The validated configuration of `ferry serve`. Every field has a TOML key, a `FERRY_<KEY>`
 /// environment variable and a `--key` flag (see the README's configuration reference).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Control connection address (`bind`).
     pub bind: SocketAddr,
@@ -55,4 +95,1402 @@ pub struct Config {
     pub max_concurrent_logins: usize,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: DEFAULT_BIND,
+            root: PathBuf::from(DEFAULT_ROOT),
+            users_file: PathBuf::from(DEFAULT_USERS_FILE),
+            passive_ports: DEFAULT_PASSIVE_PORTS,
+            passive_host: None,
+            greeting: DEFAULT_GREETING.to_owned(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_ip: DEFAULT_MAX_SESSIONS_PER_IP,
+            login_failures: Some(LoginFailurePolicy {
+                max_attempts: DEFAULT_FAILED_LOGIN_MAX_ATTEMPTS,
+                ban: DEFAULT_FAILED_LOGIN_BAN,
+            }),
+            log_format: LogFormat::Human,
+            log_level: slog::Level::Info,
+            active_mode: false,
+            anonymous: false,
+            anonymous_home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_concurrent_logins: default_max_concurrent_logins(),
+            source_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from defaults, the config file, `FERRY_*` environment variables
+    /// (looked up through `env`) and `args`, each overriding the one before; then checks that
+    /// root is a directory and the users file can be opened.
+    ///
+    /// The config file is `--config`, else `FERRY_CONFIG`, else `config/ferry.toml` if that
+    /// exists. Environment variables that are empty count as unset, and `FERRY_*` variables
+    /// that name no key are ignored (`FERRY_PASSWORD` belongs to the client).
+    pub fn load(
+        args: &ServeArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::load_with_default_file(args, env, Path::new(DEFAULT_CONFIG_FILE))
+    }
+
+    /// [`Config::load`] with the unnamed config file's location as a parameter, so tests do not
+    /// depend on the working directory.
+    fn load_with_default_file(
+        args: &ServeArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+        default_config_file: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut settings = Settings::default();
+        let config_file = read_config_file(args, env, default_config_file)?;
+        if let Some((path, text)) = &config_file {
+            for assignment in file_layer(path, text)? {
+                settings.apply(assignment)?;
+            }
+        }
+        for assignment in env_layer(env).into_iter().chain(flag_layer(args)) {
+            settings.apply(assignment)?;
+        }
+        settings.finish(config_file.map(|(path, _)| path))
+    }
+}
+
+/// Why the configuration could not be loaded. Each message names where the offending value came
+/// from (file and line, environment variable or flag), the key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {} (named by {named_by}) does not exist", .path.display())]
+    ConfigFileMissing { path: PathBuf, named_by: Origin },
+    #[error("could not read config file {}: {error}", .path.display())]
+    ConfigFileUnreadable { path: PathBuf, error: io::Error },
+    #[error("{}: {message}", file_position(.path, *.line))]
+    ConfigFileSyntax {
+        path: PathBuf,
+        /// None when the TOML parser could not say where.
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{}:{line}: unknown key `{key}` (known keys: {})", .path.display(), known_keys())]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+    },
+    #[error("{origin}: key `{key}`: {problem}")]
+    InvalidValue {
+        origin: Origin,
+        key: &'static str,
+        problem: String,
+    },
+    #[error("root `{}` ({origin}) does not exist", .path.display())]
+    RootMissing { path: PathBuf, origin: Origin },
+    #[error("root `{}` ({origin}) is not a directory", .path.display())]
+    RootNotADirectory { path: PathBuf, origin: Origin },
+    #[error("root `{}` ({origin}) cannot be inspected: {error}", .path.display())]
+    RootInaccessible {
+        path: PathBuf,
+        origin: Origin,
+        error: io::Error,
+    },
+    #[error("users file `{}` ({origin}) cannot be opened: {error}", .path.display())]
+    UsersFileUnreadable {
+        path: PathBuf,
+        origin: Origin,
+        error: io::Error,
+    },
+    #[error("users file `{}` ({origin}) is not a regular file", .path.display())]
+    UsersFileNotAFile { path: PathBuf, origin: Origin },
+}
+
+fn file_position(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn known_keys() -> String {
+    Key::ALL.map(Key::name).join(", ")
+}
+
+/// Where a configuration value came from, so that an error can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Ferry's built-in default.
+    Default,
+    /// A line of the config file.
+    File { path: PathBuf, line: usize },
+    /// An environment variable, by name (`FERRY_BIND`).
+    Env(String),
+    /// A command-line flag, by name (`--bind`).
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A configuration key. Its name is the TOML key; the environment variable and the flag are
+/// derived from it (`passive_ports`: `FERRY_PASSIVE_PORTS`, `--passive-ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Bind,
+    Root,
+    Users,
+    PassivePorts,
+    PassiveHost,
+    Greeting,
+    IdleTimeout,
+    MaxSessions,
+    MaxSessionsPerIp,
+    FailedLoginMaxAttempts,
+    FailedLoginBan,
+    LogFormat,
+    LogLevel,
+    ActiveMode,
+    Anonymous,
+    AnonymousHome,
+    ShutdownGrace,
+    MaxConcurrentLogins,
+}
+
+impl Key {
+    const ALL: [Key; 18] = [
+        Key::Bind,
+        Key::Root,
+        Key::Users,
+        Key::PassivePorts,
+        Key::PassiveHost,
+        Key::Greeting,
+        Key::IdleTimeout,
+        Key::MaxSessions,
+        Key::MaxSessionsPerIp,
+        Key::FailedLoginMaxAttempts,
+        Key::FailedLoginBan,
+        Key::LogFormat,
+        Key::LogLevel,
+        Key::ActiveMode,
+        Key::Anonymous,
+        Key::AnonymousHome,
+        Key::ShutdownGrace,
+        Key::MaxConcurrentLogins,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Key::Bind => "bind",
+            Key::Root => "root",
+            Key::Users => "users",
+            Key::PassivePorts => "passive_ports",
+            Key::PassiveHost => "passive_host",
+            Key::Greeting => "greeting",
+            Key::IdleTimeout => "idle_timeout",
+            Key::MaxSessions => "max_sessions",
+            Key::MaxSessionsPerIp => "max_sessions_per_ip",
+            Key::FailedLoginMaxAttempts => "failed_login_max_attempts",
+            Key::FailedLoginBan => "failed_login_ban",
+            Key::LogFormat => "log_format",
+            Key::LogLevel => "log_level",
+            Key::ActiveMode => "active_mode",
+            Key::Anonymous => "anonymous",
+            Key::AnonymousHome => "anonymous_home",
+            Key::ShutdownGrace => "shutdown_grace",
+            Key::MaxConcurrentLogins => "max_concurrent_logins",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|key| key.name() == name)
+    }
+
+    fn env_var(self) -> String {
+        format!("FERRY_{}", self.name().to_ascii_uppercase())
+    }
+
+    fn flag(self) -> String {
+        format!("--{}", self.name().replace('_', "-"))
+    }
+}
+
+/// The flags of `ferry serve` that set a key, in [`Key::ALL`] order.
+fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.len()] {
+    [
+        (Key::Bind, args.bind.as_deref()),
+        (Key::Root, args.root.as_deref()),
+        (Key::Users, args.users.as_deref()),
+        (Key::PassivePorts, args.passive_ports.as_deref()),
+        (Key::PassiveHost, args.passive_host.as_deref()),
+        (Key::Greeting, args.greeting.as_deref()),
+        (Key::IdleTimeout, args.idle_timeout.as_deref()),
+        (Key::MaxSessions, args.max_sessions.as_deref()),
+        (Key::MaxSessionsPerIp, args.max_sessions_per_ip.as_deref()),
+        (
+            Key::FailedLoginMaxAttempts,
+            args.failed_login_max_attempts.as_deref(),
+        ),
+        (Key::FailedLoginBan, args.failed_login_ban.as_deref()),
+        (Key::LogFormat, args.log_format.as_deref()),
+        (Key::LogLevel, args.log_level.as_deref()),
+        (Key::ActiveMode, args.active_mode.as_deref()),
+        (Key::Anonymous, args.anonymous.as_deref()),
+        (Key::AnonymousHome, args.anonymous_home.as_deref()),
+        (Key::ShutdownGrace, args.shutdown_grace.as_deref()),
+        (
+            Key::MaxConcurrentLogins,
+            args.max_concurrent_logins.as_deref(),
+        ),
+    ]
+}
+
+/// A value as one layer supplied it, not yet checked against its key. Environment variables
+/// and flags are always text; the file has TOML's types.
+#[derive(Debug, Clone, PartialEq)]
+enum RawValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    /// A TOML type no key takes, described for the error message ("an array").
+    Other(&'static str),
+}
+
+impl From<toml::Value> for RawValue {
+    fn from(value: toml::Value) -> Self {
+        match value {
+            toml::Value::String(text) => RawValue::Text(text),
+            toml::Value::Integer(number) => RawValue::Integer(number),
+            toml::Value::Boolean(boolean) => RawValue::Boolean(boolean),
+            toml::Value::Float(_) => RawValue::Other("a decimal number"),
+            toml::Value::Datetime(_) => RawValue::Other("a date-time"),
+            toml::Value::Array(_) => RawValue::Other("an array"),
+            toml::Value::Table(_) => RawValue::Other("a table"),
+        }
+    }
+}
+
+impl RawValue {
+    fn describe(&self) -> String {
+        match self {
+            RawValue::Text(text) => format!("the string {text:?}"),
+            RawValue::Integer(number) => format!("the number {number}"),
+            RawValue::Boolean(boolean) => format!("{boolean}"),
+            RawValue::Other(kind) => (*kind).to_owned(),
+        }
+    }
+}
+
+/// One key set by one layer.
+#[derive(Debug)]
+struct Assignment {
+    key: Key,
+    value: RawValue,
+    origin: Origin,
+}
+
+/// Reads the config file, if there is one to read: `(path, contents)`.
+fn read_config_file(
+    args: &ServeArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    default_config_file: &Path,
+) -> Result<Option<(PathBuf, String)>, ConfigError> {
+    // A file someone named must exist; the default one may be absent.
+    let (path, named_by) = if let Some(path) = &args.config {
+        (path.clone(), Some(Origin::Flag("--config".to_owned())))
+    } else if let Some(path) = env(CONFIG_FILE_ENV_VAR).filter(|path| !path.is_empty()) {
+        (
+            PathBuf::from(path),
+            Some(Origin::Env(CONFIG_FILE_ENV_VAR.to_owned())),
+        )
+    } else {
+        (default_config_file.to_owned(), None)
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some((path, text))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => match named_by {
+            Some(named_by) => Err(ConfigError::ConfigFileMissing { path, named_by }),
+            None => Ok(None),
+        },
+        Err(error) => Err(ConfigError::ConfigFileUnreadable { path, error }),
+    }
+}
+
+/// The keys set in the config file, in the order they appear.
+fn file_layer(path: &Path, text: &str) -> Result<Vec<Assignment>, ConfigError> {
+    let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> =
+        toml::from_str(text).map_err(|error| ConfigError::ConfigFileSyntax {
+            path: path.to_owned(),
+            line: error.span().map(|span| line_of(text, span.start)),
+            message: error.message().to_owned(),
+        })?;
+    let mut entries: Vec<_> = table.into_iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+        .into_iter()
+        .map(|(key, value)| {
+            let line = line_of(text, key.span().start);
+            let name = key.into_inner();
+            let key = Key::from_name(&name).ok_or_else(|| ConfigError::UnknownKey {
+                path: path.to_owned(),
+                line,
+                key: name,
+            })?;
+            Ok(Assignment {
+                key,
+                value: value.into_inner().into(),
+                origin: Origin::File {
+                    path: path.to_owned(),
+                    line,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = text.get(..offset).unwrap_or(text);
+    before.matches('\n').count() + 1
+}
+
+/// The keys set by `FERRY_<KEY>` environment variables. An empty variable counts as unset, as
+/// container templates often leave `FERRY_X=` behind for a value nobody filled in.
+fn env_layer(env: &dyn Fn(&str) -> Option<String>) -> Vec<Assignment> {
+    Key::ALL
+        .into_iter()
+        .filter_map(|key| {
+            let name = key.env_var();
+            let value = env(&name).filter(|value| !value.is_empty())?;
+            Some(Assignment {
+                key,
+                value: RawValue::Text(value),
+                origin: Origin::Env(name),
+            })
+        })
+        .collect()
+}
+
+/// The keys set by flags.
+fn flag_layer(args: &ServeArgs) -> Vec<Assignment> {
+    flag_values(args)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            Some(Assignment {
+                key,
+                value: RawValue::Text(value?.to_owned()),
+                origin: Origin::Flag(key.flag()),
+            })
+        })
+        .collect()
+}
+
+/// The configuration being assembled, layer after layer.
+struct Settings {
+    config: Config,
+    // Two keys make `Config::login_failures`; they are combined once every layer is applied.
+    failed_login_max_attempts: u32,
+    failed_login_ban: Duration,
+    // Where root and the users file came from, for the messages of the checks in `finish`.
+    root_origin: Origin,
+    users_file_origin: Origin,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config: Config::default(),
+            failed_login_max_attempts: DEFAULT_FAILED_LOGIN_MAX_ATTEMPTS,
+            failed_login_ban: DEFAULT_FAILED_LOGIN_BAN,
+            root_origin: Origin::Default,
+            users_file_origin: Origin::Default,
+        }
+    }
+}
+
+impl Settings {
+    fn apply(&mut self, assignment: Assignment) -> Result<(), ConfigError> {
+        let Assignment { key, value, origin } = assignment;
+        match self.set(key, value, &origin) {
+            Ok(()) => Ok(()),
+            Err(problem) => Err(ConfigError::InvalidValue {
+                origin,
+                key: key.name(),
+                problem,
+            }),
+        }
+    }
+
+    /// Checks `value` against `key` and stores it; the error is the problem with the value.
+    fn set(&mut self, key: Key, value: RawValue, origin: &Origin) -> Result<(), String> {
+        let config = &mut self.config;
+        match key {
+            Key::Bind => config.bind = parse_bind(&text(value)?)?,
+            Key::Root => {
+                config.root = parse_path(text(value)?)?;
+                self.root_origin = origin.clone();
+            }
+            Key::Users => {
+                config.users_file = parse_path(text(value)?)?;
+                self.users_file_origin = origin.clone();
+            }
+            Key::PassivePorts => config.passive_ports = parse_port_range(&text(value)?)?,
+            Key::PassiveHost => config.passive_host = Some(parse_passive_host(text(value)?)?),
+            Key::Greeting => config.greeting = parse_greeting(text(value)?)?,
+            Key::IdleTimeout => config.idle_timeout = seconds(value, 1)?,
+            Key::MaxSessions => config.max_sessions = count(value, 1)?,
+            Key::MaxSessionsPerIp => config.max_sessions_per_ip = count(value, 1)?,
+            Key::FailedLoginMaxAttempts => {
+                let attempts = whole_number(value)?;
+                self.failed_login_max_attempts =
+                    u32::try_from(attempts).map_err(|_| too_large(attempts))?;
+            }
+            Key::FailedLoginBan => {
+                self.failed_login_ban = seconds(value, 1).map_err(|problem| {
+                    format!(
+                        "{problem} (to turn the policy off, set failed_login_max_attempts to 0)"
+                    )
+                })?
+            }
+            Key::LogFormat => config.log_format = parse_log_format(&text(value)?)?,
+            Key::LogLevel => config.log_level = parse_log_level(&text(value)?)?,
+            Key::ActiveMode => config.active_mode = boolean(value)?,
+            Key::Anonymous => config.anonymous = boolean(value)?,
+            Key::AnonymousHome => config.anonymous_home = parse_anonymous_home(text(value)?)?,
+            Key::ShutdownGrace => config.shutdown_grace = seconds(value, 0)?,
+            Key::MaxConcurrentLogins => config.max_concurrent_logins = count(value, 1)?,
+        }
+        Ok(())
+    }
+
+    /// Combines what the layers set and checks what only the filesystem can tell.
+    fn finish(self, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let mut config = self.config;
+        config.login_failures =
+            (self.failed_login_max_attempts > 0).then_some(LoginFailurePolicy {
+                max_attempts: self.failed_login_max_attempts,
+                ban: self.failed_login_ban,
+            });
+        config.source_file = source_file;
+        check_root(&config.root, self.root_origin)?;
+        check_users_file(&config.users_file, self.users_file_origin)?;
+        Ok(config)
+    }
+}
+
+fn check_root(root: &Path, origin: Origin) -> Result<(), ConfigError> {
+    let path = root.to_owned();
+    match fs::metadata(root) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(ConfigError::RootNotADirectory { path, origin }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            Err(ConfigError::RootMissing { path, origin })
+        }
+        Err(error) => Err(ConfigError::RootInaccessible {
+            path,
+            origin,
+            error,
+        }),
+    }
+}
+
+/// Only checks that the users file opens; reading its accounts is the users module's job.
+fn check_users_file(users_file: &Path, origin: Origin) -> Result<(), ConfigError> {
+    let path = users_file.to_owned();
+    let opened = fs::File::open(users_file).and_then(|file| file.metadata());
+    match opened {
+        // Opening a directory succeeds on Unix; reading it would not.
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(_) => Err(ConfigError::UsersFileNotAFile { path, origin }),
+        Err(error) => Err(ConfigError::UsersFileUnreadable {
+            path,
+            origin,
+            error,
+        }),
+    }
+}
+
+// Value checks. Each returns the problem with the value as the error, phrased to follow
+// "<origin>: key `<key>`: ".
+
+fn text(value: RawValue) -> Result<String, String> {
+    match value {
+        RawValue::Text(text) => Ok(text),
+        other => Err(format!("expected a string, found {}", other.describe())),
+    }
+}
+
+fn whole_number(value: RawValue) -> Result<u64, String> {
+    match value {
+        RawValue::Integer(number) => {
+            u64::try_from(number).map_err(|_| format!("{number} is not a whole number"))
+        }
+        RawValue::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|error: std::num::ParseIntError| match error.kind() {
+                IntErrorKind::PosOverflow => format!("{text:?} is too large"),
+                _ => format!("{text:?} is not a whole number"),
+            }),
+        other => Err(format!(
+            "expected a whole number, found {}",
+            other.describe()
+        )),
+    }
+}
+
+fn too_large(number: u64) -> String {
+    format!("{number} is too large")
+}
+
+fn count(value: RawValue, minimum: u64) -> Result<usize, String> {
+    let number = whole_number(value)?;
+    if number < minimum {
+        return Err(format!("must be at least {minimum}, not {number}"));
+    }
+    usize::try_from(number).map_err(|_| too_large(number))
+}
+
+fn seconds(value: RawValue, minimum: u64) -> Result<Duration, String> {
+    let number = whole_number(value)?;
+    if number < minimum {
+        return Err(format!("must be at least {minimum} seconds, not {number}"));
+    }
+    Ok(Duration::from_secs(number))
+}
+
+/// TOML booleans, or (from environment variables and flags) true/false, yes/no, 1/0.
+fn boolean(value: RawValue) -> Result<bool, String> {
+    match value {
+        RawValue::Boolean(boolean) => Ok(boolean),
+        RawValue::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" => Ok(false),
+            _ => Err(format!(
+                "{text:?} is not a boolean (true/false, yes/no, 1/0)"
+            )),
+        },
+        other => Err(format!(
+            "expected true or false, found {}",
+            other.describe()
+        )),
+    }
+}
+
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an address ADDR:PORT (e.g. 127.0.0.1:2121 or [::]:2121)")
+    })
+}
+
+fn parse_path(text: String) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(PathBuf::from(text))
+}
+
+fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let range = text.split_once('-').and_then(|(low, high)| {
+        let low: u16 = low.trim().parse().ok()?;
+        let high: u16 = high.trim().parse().ok()?;
+        (low >= 1 && low <= high).then_some(low..=high)
+    });
+    range.ok_or_else(|| format!("{text:?} is not a port range LO-HI (ports 1-65535, LO <= HI)"))
+}
+
+/// An IPv4 address or a DNS name: PASV replies can only carry IPv4 (IPv6 clients use EPSV,
+/// which announces only a port).
+fn parse_passive_host(text: String) -> Result<String, String> {
+    let host = text.trim();
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => Ok(host.to_owned()),
+        Ok(IpAddr::V6(_)) => Err(format!(
+            "{text:?} is an IPv6 address; PASV can only announce IPv4 (IPv6 clients use EPSV)"
+        )),
+        Err(_) if is_dns_name(host) => Ok(host.to_owned()),
+        Err(_) => Err(format!(
+            "{text:?} is neither an IPv4 address nor a DNS name"
+        )),
+    }
+}
+
+/// RFC 1123 host name syntax; an all-numeric last label is a mistyped IPv4 address, not a name.
+fn is_dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let labels_ok = host.split('.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    let last_label_numeric = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
+    !host.is_empty() && host.len() <= 253 && labels_ok && !last_label_numeric
+}
+
+/// One line: the greeting is sent as a 220 reply, and a line break in it would let the
+/// configuration forge further reply lines.
+fn parse_greeting(text: String) -> Result<String, String> {
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} must be a single line without control characters"
+        ));
+    }
+    Ok(text)
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "human" => Ok(LogFormat::Human),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{text:?} is not a log format (human or json)")),
+    }
+}
+
+fn parse_log_level(text: &str) -> Result<slog::Level, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "error" => Ok(slog::Level::Error),
+        "warn" => Ok(slog::Level::Warning),
+        "info" => Ok(slog::Level::Info),
+        "debug" => Ok(slog::Level::Debug),
+        "trace" => Ok(slog::Level::Trace),
+        _ => Err(format!(
+            "{text:?} is not a log level (error, warn, info, debug, trace)"
+        )),
+    }
+}
+
+/// A directory strictly beneath root: anonymous users must never see root itself, which holds
+/// every other user's home.
+fn parse_anonymous_home(text: String) -> Result<PathBuf, String> {
+    let path = PathBuf::from(&text);
+    let components_ok = path
+        .components()
+        .all(|component| matches!(component, Component::Normal(_) | Component::CurDir));
+    let names_a_directory = path
+        .components()
+        .any(|component| matches!(component, Component::Normal(_)));
+    if !components_ok || !names_a_directory {
+        return Err(format!(
+            "{text:?} must be a relative path to a directory beneath root, without `..`"
+        ));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, Parser};
+    use std::collections::HashMap;
+    use tempfile::TempDir;
+
+    /// A temporary directory with an existing root (`data/`) and users file (`users.toml`).
+    struct Fixture {
+        dir: TempDir,
+        root: PathBuf,
+        users_file: PathBuf,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().expect("create temp dir");
+            let root = dir.path().join("data");
+            fs::create_dir(&root).expect("create root");
+            let users_file = dir.path().join("users.toml");
+            fs::write(&users_file, "").expect("create users file");
+            Fixture {
+                dir,
+                root,
+                users_file,
+            }
+        }
+
+        /// Writes a config file into the fixture and returns its path.
+        fn config_file(&self, contents: &str) -> PathBuf {
+            let path = self.dir.path().join("ferry.toml");
+            fs::write(&path, contents).expect("write config file");
+            path
+        }
+
+        /// A config file pointing at the fixture's root and users file, plus `extra` lines.
+        fn config_file_with(&self, extra: &str) -> PathBuf {
+            self.config_file(&format!(
+                "root = {:?}\nusers = {:?}\n{extra}",
+                self.root, self.users_file
+            ))
+        }
+
+        /// Flags pointing at the fixture's root and users file, plus `extra`.
+        fn flags<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+            let mut flags = vec![
+                "--root",
+                self.root.to_str().expect("utf-8 temp path"),
+                "--users",
+                self.users_file.to_str().expect("utf-8 temp path"),
+            ];
+            flags.extend_from_slice(extra);
+            flags
+        }
+
+        /// Where the unnamed config file would be: absent unless a test creates it.
+        fn default_config_file(&self) -> PathBuf {
+            self.dir.path().join("config/ferry.toml")
+        }
+
+        /// Loads `--config file` alone, with no environment.
+        fn load_file(&self, file: &Path) -> Result<Config, ConfigError> {
+            self.load(&["--config", file.to_str().expect("utf-8 temp path")], &[])
+        }
+
+        fn load(&self, flags: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+            let env: HashMap<String, String> = env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect();
+            Config::load_with_default_file(
+                &serve_args(flags),
+                &|name| env.get(name).cloned(),
+                &self.default_config_file(),
+            )
+        }
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["ferry", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Serve(args) => args,
+            other => panic!("expected serve, got {other:?}"),
+        }
+    }
+
+    fn error_message(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.bind, "127.0.0.1:2121".parse().expect("address"));
+        assert_eq!(config.root, Path::new("./data"));
+        assert_eq!(config.users_file, Path::new("config/users.toml"));
+        assert_eq!(config.passive_ports, 49152..=65535);
+        assert_eq!(config.passive_host, None);
+        assert_eq!(config.greeting, "Ferry FTP server ready");
+        assert_eq!(config.idle_timeout, Duration::from_secs(600));
+        assert_eq!(config.max_sessions, 1000);
+        assert_eq!(config.max_sessions_per_ip, 50);
+        assert_eq!(
+            config.login_failures,
+            Some(LoginFailurePolicy {
+                max_attempts: 5,
+                ban: Duration::from_secs(300)
+            })
+        );
+        assert_eq!(config.log_format, LogFormat::Human);
+        assert_eq!(config.log_level, slog::Level::Info);
+        assert!(!config.active_mode);
+        assert!(!config.anonymous);
+        assert_eq!(config.anonymous_home, Path::new("anonymous"));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert!(config.max_concurrent_logins >= 2);
+        assert_eq!(config.source_file, None);
+    }
+
+    #[test]
+    fn missing_default_config_file_means_defaults() {
+        let fixture = Fixture::new();
+        let config = fixture.load(&fixture.flags(&[]), &[]).expect("loads");
+        assert_eq!(
+            config,
+            Config {
+                root: fixture.root.clone(),
+                users_file: fixture.users_file.clone(),
+                ..Config::default()
+            }
+        );
+    }
+
+    #[test]
+    fn default_config_file_is_read_when_present() {
+        let fixture = Fixture::new();
+        let default_file = fixture.default_config_file();
+        fs::create_dir(default_file.parent().expect("has parent")).expect("mkdir");
+        fs::write(&default_file, "max_sessions = 7\n").expect("write");
+        let config = fixture.load(&fixture.flags(&[]), &[]).expect("loads");
+        assert_eq!(config.max_sessions, 7);
+        assert_eq!(config.source_file, Some(default_file));
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with(
+            "bind = \"0.0.0.0:21\"\n\
+             passive_ports = \"50000-50100\"\n\
+             passive_host = \"ftp.example.com\"\n\
+             greeting = \"hello\"\n\
+             idle_timeout = 60\n\
+             max_sessions = 10\n\
+             max_sessions_per_ip = 2\n\
+             failed_login_max_attempts = 3\n\
+             failed_login_ban = 60\n\
+             log_format = \"json\"\n\
+             log_level = \"debug\"\n\
+             active_mode = true\n\
+             anonymous = true\n\
+             anonymous_home = \"pub\"\n\
+             shutdown_grace = 0\n\
+             max_concurrent_logins = 3\n",
+        );
+        let config = fixture.load_file(&file).expect("loads");
+        assert_eq!(
+            config,
+            Config {
+                bind: "0.0.0.0:21".parse().expect("address"),
+                root: fixture.root.clone(),
+                users_file: fixture.users_file.clone(),
+                passive_ports: 50000..=50100,
+                passive_host: Some("ftp.example.com".to_owned()),
+                greeting: "hello".to_owned(),
+                idle_timeout: Duration::from_secs(60),
+                max_sessions: 10,
+                max_sessions_per_ip: 2,
+                login_failures: Some(LoginFailurePolicy {
+                    max_attempts: 3,
+                    ban: Duration::from_secs(60)
+                }),
+                log_format: LogFormat::Json,
+                log_level: slog::Level::Debug,
+                active_mode: true,
+                anonymous: true,
+                anonymous_home: PathBuf::from("pub"),
+                shutdown_grace: Duration::ZERO,
+                max_concurrent_logins: 3,
+                source_file: Some(file),
+            }
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("max_sessions = 10\nlog_level = \"debug\"\n");
+        let config = fixture
+            .load(
+                &["--config", file.to_str().expect("utf-8")],
+                &[("FERRY_MAX_SESSIONS", "20")],
+            )
+            .expect("loads");
+        assert_eq!(config.max_sessions, 20);
+        assert_eq!(config.log_level, slog::Level::Debug);
+    }
+
+    #[test]
+    fn flag_overrides_env() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("max_sessions = 10\n");
+        let config = fixture
+            .load(
+                &fixture.flags(&[
+                    "--config",
+                    file.to_str().expect("utf-8"),
+                    "--max-sessions",
+                    "30",
+                ]),
+                &[("FERRY_MAX_SESSIONS", "20"), ("FERRY_IDLE_TIMEOUT", "5")],
+            )
+            .expect("loads");
+        assert_eq!(config.max_sessions, 30);
+        assert_eq!(config.idle_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn config_file_can_be_named_by_env() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("max_sessions = 10\n");
+        let config = fixture
+            .load(&[], &[("FERRY_CONFIG", file.to_str().expect("utf-8"))])
+            .expect("loads");
+        assert_eq!(config.max_sessions, 10);
+        assert_eq!(config.source_file, Some(file));
+    }
+
+    #[test]
+    fn env_alone_configures_everything() {
+        let fixture = Fixture::new();
+        let root = fixture.root.to_str().expect("utf-8");
+        let users = fixture.users_file.to_str().expect("utf-8");
+        let config = fixture
+            .load(
+                &[],
+                &[
+                    ("FERRY_ROOT", root),
+                    ("FERRY_USERS", users),
+                    ("FERRY_BIND", "[::]:2121"),
+                    ("FERRY_PASSIVE_HOST", "203.0.113.7"),
+                    ("FERRY_ACTIVE_MODE", "yes"),
+                    ("FERRY_ANONYMOUS", "1"),
+                    ("FERRY_LOG_FORMAT", "json"),
+                ],
+            )
+            .expect("loads");
+        assert_eq!(config.root, fixture.root);
+        assert_eq!(config.users_file, fixture.users_file);
+        assert_eq!(config.bind, "[::]:2121".parse().expect("address"));
+        assert_eq!(config.passive_host.as_deref(), Some("203.0.113.7"));
+        assert!(config.active_mode);
+        assert!(config.anonymous);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.source_file, None);
+    }
+
+    #[test]
+    fn env_booleans_accept_true_false_yes_no_one_zero() {
+        let fixture = Fixture::new();
+        for (text, expected) in [
+            ("true", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("1", true),
+            ("false", false),
+            ("no", false),
+            ("0", false),
+        ] {
+            let config = fixture
+                .load(&fixture.flags(&[]), &[("FERRY_ANONYMOUS", text)])
+                .expect("loads");
+            assert_eq!(config.anonymous, expected, "FERRY_ANONYMOUS={text}");
+        }
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&[]), &[("FERRY_ANONYMOUS", "maybe")])),
+            "environment variable FERRY_ANONYMOUS: key `anonymous`: \
+             \"maybe\" is not a boolean (true/false, yes/no, 1/0)"
+        );
+    }
+
+    #[test]
+    fn boolean_flag_alone_means_true_and_takes_an_explicit_value() {
+        let fixture = Fixture::new();
+        let config = fixture
+            .load(&fixture.flags(&["--active-mode"]), &[])
+            .expect("loads");
+        assert!(config.active_mode);
+        let config = fixture
+            .load(
+                &fixture.flags(&["--anonymous=false", "--active-mode", "no"]),
+                &[("FERRY_ANONYMOUS", "true"), ("FERRY_ACTIVE_MODE", "true")],
+            )
+            .expect("loads");
+        assert!(!config.anonymous);
+        assert!(!config.active_mode);
+    }
+
+    #[test]
+    fn unknown_ferry_env_vars_are_ignored() {
+        let fixture = Fixture::new();
+        let config = fixture
+            .load(
+                &fixture.flags(&[]),
+                &[("FERRY_FOO", "bar"), ("FERRY_PASSWORD", "secret")],
+            )
+            .expect("loads");
+        assert_eq!(config.max_sessions, DEFAULT_MAX_SESSIONS);
+    }
+
+    #[test]
+    fn empty_env_var_counts_as_unset() {
+        let fixture = Fixture::new();
+        let config = fixture
+            .load(
+                &fixture.flags(&[]),
+                &[("FERRY_PASSIVE_HOST", ""), ("FERRY_MAX_SESSIONS", "")],
+            )
+            .expect("loads");
+        assert_eq!(config.passive_host, None);
+        assert_eq!(config.max_sessions, DEFAULT_MAX_SESSIONS);
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_file_line_and_key() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file("bind = \"127.0.0.1:2121\"\n\nmax_session = 5\n");
+        let message = error_message(fixture.load_file(&file));
+        assert!(
+            message.starts_with(&format!(
+                "{}:3: unknown key `max_session` (known keys: bind, root, users,",
+                file.display()
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_port_range_in_file_names_file_and_key() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("passive_ports = \"70000-2\"\n");
+        assert_eq!(
+            error_message(fixture.load_file(&file)),
+            format!(
+                "{}:3: key `passive_ports`: \"70000-2\" is not a port range LO-HI \
+                 (ports 1-65535, LO <= HI)",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn bad_port_range_in_env_names_variable_and_key() {
+        let fixture = Fixture::new();
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&[]), &[("FERRY_PASSIVE_PORTS", "abc")])),
+            "environment variable FERRY_PASSIVE_PORTS: key `passive_ports`: \
+             \"abc\" is not a port range LO-HI (ports 1-65535, LO <= HI)"
+        );
+    }
+
+    #[test]
+    fn bad_port_range_in_flag_names_flag_and_key() {
+        let fixture = Fixture::new();
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&["--passive-ports", "50000"]), &[])),
+            "flag --passive-ports: key `passive_ports`: \
+             \"50000\" is not a port range LO-HI (ports 1-65535, LO <= HI)"
+        );
+    }
+
+    #[test]
+    fn port_range_rejects_low_above_high_zero_and_out_of_range() {
+        for bad in ["50100-50000", "0-100", "1-65536", "-", "1-2-3", ""] {
+            assert!(parse_port_range(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_port_range("50000-50000"), Ok(50000..=50000));
+        assert_eq!(parse_port_range(" 1 - 65535 "), Ok(1..=65535));
+    }
+
+    #[test]
+    fn not_a_number_in_env_names_variable_and_key() {
+        let fixture = Fixture::new();
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&[]), &[("FERRY_MAX_SESSIONS", "abc")])),
+            "environment variable FERRY_MAX_SESSIONS: key `max_sessions`: \"abc\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn wrong_toml_type_names_what_was_found() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("max_sessions = true\n");
+        assert_eq!(
+            error_message(fixture.load_file(&file)),
+            format!(
+                "{}:3: key `max_sessions`: expected a whole number, found true",
+                file.display()
+            )
+        );
+        let file = fixture.config_file_with("bind = 2121\n");
+        assert_eq!(
+            error_message(fixture.load_file(&file)),
+            format!(
+                "{}:3: key `bind`: expected a string, found the number 2121",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn limits_must_be_at_least_one() {
+        let fixture = Fixture::new();
+        for flag in [
+            "--max-sessions",
+            "--max-sessions-per-ip",
+            "--max-concurrent-logins",
+            "--idle-timeout",
+            "--failed-login-ban",
+        ] {
+            let message = error_message(fixture.load(&fixture.flags(&[flag, "0"]), &[]));
+            assert!(
+                message.starts_with(&format!("flag {flag}: key `")),
+                "{message}"
+            );
+            assert!(message.contains("must be at least 1"), "{message}");
+        }
+    }
+
+    #[test]
+    fn negative_and_huge_numbers_are_rejected() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("max_sessions = -1\n");
+        assert!(
+            error_message(fixture.load_file(&file))
+                .ends_with("key `max_sessions`: -1 is not a whole number")
+        );
+        assert!(
+            error_message(fixture.load(
+                &fixture.flags(&["--failed-login-max-attempts", "4294967296"]),
+                &[]
+            ))
+            .ends_with("key `failed_login_max_attempts`: 4294967296 is too large")
+        );
+    }
+
+    #[test]
+    fn zero_failed_login_attempts_turns_the_policy_off() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file_with("failed_login_max_attempts = 0\n");
+        let config = fixture.load_file(&file).expect("loads");
+        assert_eq!(config.login_failures, None);
+    }
+
+    #[test]
+    fn ipv6_bind_addresses_parse() {
+        let fixture = Fixture::new();
+        for address in ["[::1]:2121", "[::]:2121"] {
+            let config = fixture
+                .load(&fixture.flags(&["--bind", address]), &[])
+                .expect("loads");
+            assert_eq!(config.bind, address.parse().expect("address"));
+        }
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&["--bind", "localhost:21"]), &[])),
+            "flag --bind: key `bind`: \"localhost:21\" is not an address ADDR:PORT \
+             (e.g. 127.0.0.1:2121 or [::]:2121)"
+        );
+    }
+
+    #[test]
+    fn missing_root_names_where_it_was_set() {
+        let fixture = Fixture::new();
+        let missing = fixture.dir.path().join("nowhere");
+        let message = error_message(fixture.load(
+            &["--users", fixture.users_file.to_str().expect("utf-8")],
+            &[("FERRY_ROOT", missing.to_str().expect("utf-8"))],
+        ));
+        assert_eq!(
+            message,
+            format!(
+                "root `{}` (environment variable FERRY_ROOT) does not exist",
+                missing.display()
+            )
+        );
+        let message = error_message(fixture.load(
+            &["--users", fixture.users_file.to_str().expect("utf-8")],
+            &[],
+        ));
+        assert_eq!(message, "root `./data` (default) does not exist");
+    }
+
+    #[test]
+    fn root_that_is_a_file_is_rejected() {
+        let fixture = Fixture::new();
+        let users = fixture.users_file.to_str().expect("utf-8");
+        let message = error_message(fixture.load(&["--root", users, "--users", users], &[]));
+        assert_eq!(
+            message,
+            format!("root `{users}` (flag --root) is not a directory")
+        );
+    }
+
+    #[test]
+    fn missing_users_file_names_where_it_was_set() {
+        let fixture = Fixture::new();
+        let missing = fixture.dir.path().join("nobody.toml");
+        let file = fixture.config_file(&format!(
+            "root = {:?}\nusers = {:?}\n",
+            fixture.root, missing
+        ));
+        let message = error_message(fixture.load_file(&file));
+        assert!(
+            message.starts_with(&format!(
+                "users file `{}` ({}:2) cannot be opened: ",
+                missing.display(),
+                file.display()
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn users_file_that_is_a_directory_is_rejected() {
+        let fixture = Fixture::new();
+        let root = fixture.root.to_str().expect("utf-8");
+        let message = error_message(fixture.load(&["--root", root, "--users", root], &[]));
+        assert_eq!(
+            message,
+            format!("users file `{root}` (flag --users) is not a regular file")
+        );
+    }
+
+    #[test]
+    fn named_config_file_that_does_not_exist_is_an_error() {
+        let fixture = Fixture::new();
+        let missing = fixture.dir.path().join("missing.toml");
+        let missing = missing.to_str().expect("utf-8");
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&["--config", missing]), &[])),
+            format!("config file {missing} (named by flag --config) does not exist")
+        );
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&[]), &[("FERRY_CONFIG", missing)])),
+            format!(
+                "config file {missing} (named by environment variable FERRY_CONFIG) does not exist"
+            )
+        );
+    }
+
+    #[test]
+    fn toml_syntax_error_names_file_and_line() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file("bind = \"127.0.0.1:2121\"\nmax_sessions = [1,\n");
+        let message = error_message(fixture.load_file(&file));
+        assert!(
+            message.starts_with(&format!("{}:2: ", file.display())),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn duplicate_key_in_file_is_an_error() {
+        let fixture = Fixture::new();
+        let file = fixture.config_file("max_sessions = 1\nmax_sessions = 2\n");
+        let message = error_message(fixture.load_file(&file));
+        assert_eq!(message, format!("{}:2: duplicate key", file.display()));
+    }
+
+    #[test]
+    fn passive_host_takes_ipv4_or_dns_name_only() {
+        for good in [
+            "203.0.113.7",
+            "ftp.example.com",
+            "localhost",
+            "my-host.example.",
+        ] {
+            assert_eq!(parse_passive_host(good.to_owned()).as_deref(), Ok(good));
+        }
+        for bad in [
+            "::1",
+            "2001:db8::1",
+            "999.1.1.1",
+            "-bad.example",
+            "a b",
+            "",
+            "ftp_x.com",
+        ] {
+            assert!(
+                parse_passive_host(bad.to_owned()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn greeting_must_be_one_line() {
+        assert!(parse_greeting("hello\r\n230 fake".to_owned()).is_err());
+        assert!(parse_greeting("Welcome to Ferry".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn anonymous_home_must_be_beneath_root() {
+        for bad in ["/srv/ftp", "../other", "pub/../..", ".", ""] {
+            assert!(
+                parse_anonymous_home(bad.to_owned()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        for good in ["anonymous", "./pub", "pub/files"] {
+            assert!(
+                parse_anonymous_home(good.to_owned()).is_ok(),
+                "{good:?} refused"
+            );
+        }
+    }
+
+    #[test]
+    fn log_format_and_level_take_the_documented_names() {
+        for (name, level) in [
+            ("error", slog::Level::Error),
+            ("warn", slog::Level::Warning),
+            ("info", slog::Level::Info),
+            ("debug", slog::Level::Debug),
+            ("trace", slog::Level::Trace),
+        ] {
+            assert_eq!(parse_log_level(name), Ok(level));
+        }
+        assert!(parse_log_level("verbose").is_err());
+        assert_eq!(parse_log_format("json"), Ok(LogFormat::Json));
+        assert!(parse_log_format("xml").is_err());
+    }
+
+    #[test]
+    fn every_key_has_an_env_var_and_a_flag() {
+        let serve = Cli::command();
+        let serve = serve
+            .find_subcommand("serve")
+            .expect("serve subcommand exists");
+        for key in Key::ALL {
+            let flag = key.flag();
+            assert!(
+                serve
+                    .get_arguments()
+                    .any(|arg| arg.get_long().map(|long| format!("--{long}")) == Some(flag.clone())),
+                "no flag {flag} for key `{}`",
+                key.name()
+            );
+            let env_var = key.env_var();
+            let assignments = env_layer(&|name| (name == env_var).then(|| "x".to_owned()));
+            assert_eq!(
+                assignments.iter().map(|a| a.key).collect::<Vec<_>>(),
+                [key],
+                "{env_var} not read"
+            );
+        }
+        let flag_keys: Vec<Key> = flag_values(&ServeArgs::default())
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(flag_keys, Key::ALL);
+    }
+
+    #[test]
+    fn shipped_config_file_loads_and_lists_every_key() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry.toml");
+        let fixture = Fixture::new();
+        let config = fixture
+            .load(
+                &fixture.flags(&["--config", shipped.to_str().expect("utf-8")]),
+                &[],
+            )
+            .expect("config/ferry.toml loads");
+        assert_eq!(config.bind, "127.0.0.1:2121".parse().expect("address"));
+        assert_eq!(config.passive_ports, 50000..=50100);
+        let text = fs::read_to_string(&shipped).expect("read config/ferry.toml");
+        for key in Key::ALL {
+            let listed = text.lines().any(|line| {
+                let line = line.trim_start_matches("# ");
+                line.starts_with(&format!("{} = ", key.name()))
+            });
+            assert!(listed, "config/ferry.toml does not list `{}`", key.name());
+        }
+        assert!(text.contains("\nroot = \"data\"\n"));
+        assert!(text.contains("\nusers = \"config/users.toml\"\n"));
+    }
 }

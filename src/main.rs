@@ -1,1 +1,59 @@
-fn main() {}
+//! The `ferry` binary: parses the command line and hands each subcommand to the library.
+
+use clap::Parser;
+use ferry::cli::{Cli, Command, ServeArgs};
+use ferry::config::Config;
+use std::process::ExitCode;
+
+/// Exit status for a configuration or usage error, as clap uses for bad flags.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(&args),
+        // MERGE: replace with a call to `ferry::user_admin::run(command)` once it exists,
+        // printing its `UsersError` to stderr and exiting non-zero on Err.
+        Command::User { command: _ } => {
+            eprintln!("ferry user: not yet available");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    // Lossy rather than `var(..).ok()`: a non-UTF-8 value then fails visibly (e.g. "root does
+    // not exist") instead of being silently ignored.
+    let env = |name: &str| std::env::var_os(name).map(|value| value.to_string_lossy().into());
+    let config = match Config::load(args, &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ferry: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if args.check_config {
+        match &config.source_file {
+            Some(file) => println!("configuration OK ({})", file.display()),
+            None => println!("configuration OK (no config file; defaults, environment, flags)"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    let logger = ferry::logging::build_logger(config.log_format, config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ferry: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ferry::server::run(config, logger)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
