@@ -180,7 +180,13 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode, "retr").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
+            Ok(io) => io,
+            Err(err) => {
+                report_data_channel_failure(&self.logger, &tx, err).await;
+                return;
+            }
+        };
 
         let start_time = Instant::now();
         let result = self
@@ -276,12 +282,19 @@ where
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
 
+        let input = match Self::reader(self.socket, self.ftps_mode, "stor").await {
+            Ok(io) => io,
+            Err(err) => {
+                report_data_channel_failure(&self.logger, &tx, err).await;
+                return;
+            }
+        };
         let start_time = Instant::now();
         let put_result = self
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "stor").await,
+                input,
                 path.clone(),
                 start_pos,
             )
@@ -341,12 +354,19 @@ where
             Err(_) => 0,
         };
 
+        let input = match Self::reader(self.socket, self.ftps_mode, "appe").await {
+            Ok(io) => io,
+            Err(err) => {
+                report_data_channel_failure(&self.logger, &tx, err).await;
+                return;
+            }
+        };
         let start_time = Instant::now();
         let put_result = self
             .storage
             .put(
                 (*self.user).as_ref().unwrap(),
-                Self::reader(self.socket, self.ftps_mode, "appe").await,
+                input,
                 path.clone(),
                 start_pos,
             )
@@ -393,7 +413,13 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await {
+            Ok(io) => io,
+            Err(err) => {
+                report_data_channel_failure(&self.logger, &tx, err).await;
+                return;
+            }
+        };
 
         let start_time = Instant::now();
 
@@ -481,7 +507,13 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await;
+        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
+            Ok(io) => io,
+            Err(err) => {
+                report_data_channel_failure(&self.logger, &tx, err).await;
+                return;
+            }
+        };
 
         let start_time = Instant::now();
 
@@ -573,35 +605,25 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncWrite + Send + Unpin + Sync> {
+    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+            FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
+                let tls_stream = accept_tls(tls_config, socket).await?;
+                Ok(Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>)
             }
         }
     }
 
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> Box<dyn AsyncRead + Send + Unpin + Sync> {
+    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
         match ftps_mode {
-            FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
-                }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
+                let tls_stream = accept_tls(tls_config, socket).await?;
+                Ok(Box::new(MeasuringReader::new(tls_stream, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>)
             }
         }
     }
@@ -838,5 +860,31 @@ impl ListCommand {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
         }
+    }
+}
+
+/// FERRY PATCH (data-tls-handshake): upstream unwraps the data-channel TLS handshake, so a
+/// client that sends anything but a handshake panics the task and leaves its control channel
+/// waiting for a reply that never comes. The handshake is now bounded in time and its failure
+/// is an error the caller reports (425) on the control channel.
+const DATA_TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn accept_tls(tls_config: Arc<rustls::ServerConfig>, socket: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor: TlsAcceptor = tls_config.into();
+    match tokio::time::timeout(DATA_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake on the data connection timed out")),
+    }
+}
+
+/// FERRY PATCH (data-tls-handshake): tells the client why its transfer did not start.
+async fn report_data_channel_failure(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, err: std::io::Error) {
+    slog::warn!(logger, "Data connection failed before the transfer: {}", err);
+    let reply = crate::server::controlchan::Reply::new(
+        crate::server::controlchan::ReplyCode::CantOpenDataConnection,
+        "TLS handshake on the data connection failed",
+    );
+    if let Err(send_err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+        slog::warn!(logger, "Could not report the data connection failure: {}", send_err);
     }
 }

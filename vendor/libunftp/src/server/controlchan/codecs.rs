@@ -6,6 +6,10 @@ use tokio_util::codec::{Decoder, Encoder};
 
 // FTPCodec implements tokio's `Decoder` and `Encoder` traits for the control channel, that we'll
 // use to decode FTP commands and encode their responses.
+/// FERRY PATCH (line-limit): longest command line accepted, newline included (vsftpd's
+/// VSFTP_MAX_COMMAND_LINE is 4096 too).
+pub const MAX_COMMAND_LINE: usize = 4096;
+
 pub struct FtpCodec {
     // Stored index of the next index to examine for a '\n' character. This is used to optimize
     // searching. For example, if `decode` was called with `abc`, it would hold `3`, because that
@@ -29,9 +33,21 @@ impl Decoder for FtpCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
+            if newline_index >= MAX_COMMAND_LINE {
+                // FERRY PATCH (line-limit): an over-long line that arrived in one read.
+                buf.clear();
+                self.next_index = 0;
+                return Err(super::error::ControlChanErrorKind::LineTooLong.into());
+            }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
             Ok(Some(line_parser::parse(line)?))
+        } else if buf.len() > MAX_COMMAND_LINE {
+            // FERRY PATCH (line-limit): upstream buffers until it sees `\n`, so a client that
+            // never sends one grows server memory without bound. Refuse past vsftpd's limit.
+            buf.clear();
+            self.next_index = 0;
+            Err(super::error::ControlChanErrorKind::LineTooLong.into())
         } else {
             self.next_index = buf.len();
             Ok(None)
