@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod login_guard;
 pub mod password;
 pub mod paths;
 pub mod server;
