@@ -38,7 +38,10 @@ impl SessionLimiter {
 
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<SessionPermit, LimitReached> {
         let ip = ip.to_canonical();
-        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if live.total >= self.max_total {
             return Err(LimitReached::Total);
         }
@@ -48,7 +51,10 @@ impl SessionLimiter {
         }
         *from_ip += 1;
         live.total += 1;
-        Ok(SessionPermit { limiter: self.clone(), ip })
+        Ok(SessionPermit {
+            limiter: self.clone(),
+            ip,
+        })
     }
 
     pub fn live_sessions(&self) -> usize {
@@ -65,7 +71,11 @@ pub struct SessionPermit {
 
 impl Drop for SessionPermit {
     fn drop(&mut self) {
-        let mut live = self.limiter.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut live = self
+            .limiter
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         live.total -= 1;
         if let Some(from_ip) = live.per_ip.get_mut(&self.ip) {
             *from_ip -= 1;
@@ -91,7 +101,7 @@ mod tests {
         let _third = limiter.try_acquire(b).unwrap();
         assert_eq!(limiter.try_acquire(b).unwrap_err(), LimitReached::Total);
         drop(first);
-        assert!(limiter.try_acquire(a).is_ok());
+        let _reused = limiter.try_acquire(a).expect("a released place is reused");
         assert_eq!(limiter.live_sessions(), 3);
     }
 
@@ -99,6 +109,10 @@ mod tests {
     fn v4_mapped_addresses_count_as_their_ipv4_address() {
         let limiter = SessionLimiter::new(10, 1);
         let _v4 = limiter.try_acquire("127.0.0.1".parse().unwrap()).unwrap();
-        assert!(limiter.try_acquire("::ffff:127.0.0.1".parse().unwrap()).is_err());
+        assert!(
+            limiter
+                .try_acquire("::ffff:127.0.0.1".parse().unwrap())
+                .is_err()
+        );
     }
 }

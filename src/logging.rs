@@ -18,7 +18,12 @@ pub fn build_logger(format: LogFormat, level: slog::Level) -> slog::Logger {
             Box::new(slog_term::FullFormat::new(decorator).build().fuse())
         }
         LogFormat::Json => Box::new(
-            Mutex::new(slog_json::Json::new(std::io::stderr()).add_default_keys().build()).fuse(),
+            Mutex::new(
+                slog_json::Json::new(std::io::stderr())
+                    .add_default_keys()
+                    .build(),
+            )
+            .fuse(),
         ),
     };
     // Logging must never stall a transfer: records go through a bounded queue to a

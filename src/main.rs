@@ -11,12 +11,13 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
-        // MERGE: replace with a call to `ferry::user_admin::run(command)` once it exists,
-        // printing its `UsersError` to stderr and exiting non-zero on Err.
-        Command::User { command: _ } => {
-            eprintln!("ferry user: not yet available");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Command::User { command } => match ferry::user_admin::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferry user: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

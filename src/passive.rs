@@ -18,14 +18,22 @@ pub struct PassiveBinder;
 
 #[async_trait]
 impl libunftp::options::Binder for PassiveBinder {
-    async fn bind(&mut self, local_ip: IpAddr, ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+    async fn bind(
+        &mut self,
+        local_ip: IpAddr,
+        ports: RangeInclusive<u16>,
+    ) -> io::Result<TcpSocket> {
         let (first, last) = (*ports.start(), *ports.end());
         let span = usize::from(last - first) + 1;
         let start = RandomState::new().hash_one(std::time::Instant::now()) as usize % span;
         let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no free passive port");
         for attempt in 0..span.min(BIND_ATTEMPTS) {
             let port = first + ((start + attempt) % span) as u16;
-            let socket = if local_ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            let socket = if local_ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
             socket.set_nodelay(true)?;
             // Ports still in TIME_WAIT from earlier transfers stay usable (Linux never lets
             // two listeners share a port, SO_REUSEADDR or not).

@@ -1,1 +1,301 @@
 //! Password hashing and verification (argon2id), bounded and off the async runtime.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
+
+/// Argon2id memory cost in KiB (19 MiB), time cost and parallelism of every hash Ferry writes.
+///
+/// These are the first of the equivalent argon2id settings in OWASP's Password Storage Cheat
+/// Sheet (m=19456 KiB, t=2, p=1), and also the argon2 crate's defaults. Why this row and not a
+/// bigger one:
+/// - Brute-force cost: every guess against a stolen users file must fill 19 MiB twice, which is
+///   what makes GPU/ASIC guessing expensive; OWASP considers this row as strong as its others.
+/// - Login rate: one hash takes ~50 ms of one core (54 ms measured on a 2.5 GHz Xeon vCPU), so
+///   a 2-core server still accepts some 35 logins per second, far more than people type.
+/// - Memory: each hash in flight holds `m` (19 MiB). [`PasswordVerifier`] runs at most
+///   `max_concurrent_logins` at once, so a login flood costs at most that many × 19 MiB; the
+///   46 MiB row (m=47104, t=1) would more than double that ceiling for no gain in strength.
+pub const ARGON2_MEMORY_KIB: u32 = 19_456;
+/// Argon2id passes over memory; see [`ARGON2_MEMORY_KIB`].
+pub const ARGON2_ITERATIONS: u32 = 2;
+/// Argon2id lanes; see [`ARGON2_MEMORY_KIB`]. One lane: logins already run in parallel.
+pub const ARGON2_PARALLELISM: u32 = 1;
+
+/// Largest memory cost accepted from a users file (256 MiB). A hash with a larger `m` is
+/// refused at load time, because every login for that user would allocate it and the
+/// concurrency bound of [`PasswordVerifier`] would no longer bound memory.
+pub const MAX_ACCEPTED_MEMORY_KIB: u32 = 256 * 1024;
+/// Largest time cost accepted from a users file: beyond this one login takes seconds of CPU.
+pub const MAX_ACCEPTED_ITERATIONS: u32 = 16;
+/// Largest parallelism accepted from a users file.
+pub const MAX_ACCEPTED_PARALLELISM: u32 = 16;
+
+/// Verified against when the user is unknown, so that "no such user" costs as long as "wrong
+/// password": a hash with Ferry's parameters of 24 random bytes that were thrown away. It is
+/// public, which gives nothing away: a missing user never logs in, whatever matches it.
+/// A unit test checks it still has the parameters above.
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$2sdOFiIQN4QO8AluMrQxtw$otMeTZ6i8nbfqvV+6GVWP3JTY4aXCHDTm/Taal6SaOI";
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("could not hash the password: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
+/// Why a stored hash is not one Ferry accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhcError {
+    #[error("not a PHC hash string ({0}); create one with `ferry user passwd`")]
+    Malformed(String),
+    #[error("algorithm `{0}` is not supported; only argon2id hashes are accepted")]
+    WrongAlgorithm(String),
+    #[error("argon2 version must be 19 (0x13)")]
+    WrongVersion,
+    #[error("invalid argon2 parameters: {0}")]
+    BadParams(String),
+    #[error("argon2 parameters {0} exceed the accepted maximum (m<={max_m}, t<={max_t}, p<={max_p})",
+        max_m = MAX_ACCEPTED_MEMORY_KIB, max_t = MAX_ACCEPTED_ITERATIONS, max_p = MAX_ACCEPTED_PARALLELISM)]
+    ParamsTooLarge(String),
+    #[error("the hash has no salt or no output")]
+    Incomplete,
+}
+
+fn ferry_argon2() -> Argon2<'static> {
+    // The constants are within argon2's limits; a failure here is a programming error caught
+    // by the unit tests, so fall back to the crate defaults (the same values) rather than panic.
+    let params = Params::new(
+        ARGON2_MEMORY_KIB,
+        ARGON2_ITERATIONS,
+        ARGON2_PARALLELISM,
+        None,
+    )
+    .unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes `password` with argon2id, Ferry's parameters and a fresh random salt; returns a PHC
+/// string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut OsRng);
+    ferry_argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(PasswordError::Hash)
+}
+
+/// Checks that `phc` is an argon2id PHC string Ferry can verify against, with parameters
+/// bounded so that verifying it cannot exhaust memory or CPU.
+pub fn validate_phc(phc: &str) -> Result<(), PhcError> {
+    let hash = PasswordHash::new(phc).map_err(|e| PhcError::Malformed(e.to_string()))?;
+    if hash.algorithm != Algorithm::Argon2id.ident() {
+        return Err(PhcError::WrongAlgorithm(hash.algorithm.to_string()));
+    }
+    if hash.version != Some(Version::V0x13.into()) {
+        return Err(PhcError::WrongVersion);
+    }
+    let params = Params::try_from(&hash).map_err(|e| PhcError::BadParams(e.to_string()))?;
+    if params.m_cost() > MAX_ACCEPTED_MEMORY_KIB
+        || params.t_cost() > MAX_ACCEPTED_ITERATIONS
+        || params.p_cost() > MAX_ACCEPTED_PARALLELISM
+    {
+        return Err(PhcError::ParamsTooLarge(format!(
+            "m={},t={},p={}",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        )));
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err(PhcError::Incomplete);
+    }
+    Ok(())
+}
+
+/// Whether `candidate` is the password `phc` was made from. Blocking (one full argon2 hash);
+/// the final comparison is constant-time (argon2's `Output` equality). A malformed `phc`
+/// verifies nothing.
+pub fn verify_password(phc: &str, candidate: &str) -> bool {
+    match PasswordHash::new(phc) {
+        // The parameters come from the PHC string, so old hashes keep verifying after the
+        // constants above change.
+        Ok(hash) => ferry_argon2()
+            .verify_password(candidate.as_bytes(), &hash)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Verifies login passwords on tokio's blocking pool, at most `max_concurrent_hashes` at once.
+///
+/// An argon2 hash is ~50 ms of CPU and 19 MiB of memory: run on the async workers it would
+/// stall every session, and run without a bound a login flood would exhaust memory. Extra
+/// logins wait for a permit instead.
+#[derive(Debug)]
+pub struct PasswordVerifier {
+    /// One permit per hash allowed in flight (`max_concurrent_logins`).
+    permits: Arc<Semaphore>,
+    /// Hashes running right now and the most ever seen at once: observability for the bound.
+    in_flight: Arc<InFlight>,
+}
+
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl PasswordVerifier {
+    /// Builds the pool. `max_concurrent_hashes` of 0 is treated as 1, since a pool without
+    /// permits would refuse every login.
+    pub fn new(max_concurrent_hashes: usize) -> Self {
+        PasswordVerifier {
+            permits: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Whether `candidate` matches `phc`. With `phc` None (unknown user) the dummy hash is
+    /// verified instead and the answer is always false, after the same amount of work.
+    pub async fn verify(&self, phc: Option<&str>, candidate: &str) -> bool {
+        let is_real_user = phc.is_some();
+        let phc = phc.unwrap_or(DUMMY_HASH).to_owned();
+        let candidate = candidate.to_owned();
+        // The semaphore is never closed, so acquiring only fails if it were; fail closed.
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return false;
+        };
+        let in_flight = Arc::clone(&self.in_flight);
+        // The permit moves into the blocking task: if the client disconnects and this future
+        // is dropped, the hash still runs to completion and keeps its permit until then, so
+        // abandoned logins cannot push the number of hashes past the bound.
+        let verification = tokio::task::spawn_blocking(move || {
+            let running = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+            in_flight.peak.fetch_max(running, Ordering::SeqCst);
+            let matches = verify_password(&phc, &candidate);
+            in_flight.now.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            matches
+        });
+        // A panicked hash (JoinError) is a refused login.
+        verification.await.unwrap_or(false) && is_real_user
+    }
+
+    /// The most hashes that have ever run at once; never above `max_concurrent_hashes`.
+    pub fn peak_concurrent_hashes(&self) -> usize {
+        self.in_flight.peak.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn hash_then_verify_accepts_the_password_and_nothing_else() {
+        let phc = hash_password("correct horse").expect("hash");
+        assert!(verify_password(&phc, "correct horse"));
+        assert!(!verify_password(&phc, "correct hors"));
+        assert!(!verify_password(&phc, ""));
+    }
+
+    #[test]
+    fn hashes_use_argon2id_with_the_documented_parameters_and_a_fresh_salt() {
+        let first = hash_password("same").expect("hash");
+        let second = hash_password("same").expect("hash");
+        assert!(
+            first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{first}"
+        );
+        assert_ne!(first, second, "each hash gets its own salt");
+        assert_eq!(validate_phc(&first), Ok(()));
+    }
+
+    #[test]
+    fn dummy_hash_has_the_parameters_of_new_hashes() {
+        assert_eq!(validate_phc(DUMMY_HASH), Ok(()));
+        let fresh = hash_password("x").expect("hash");
+        let parameters = |phc: &str| phc.split('$').nth(3).map(str::to_owned);
+        assert_eq!(parameters(DUMMY_HASH), parameters(&fresh));
+    }
+
+    #[test]
+    fn malformed_hash_verifies_nothing() {
+        assert!(!verify_password("not a hash", "not a hash"));
+        assert!(!verify_password("", ""));
+    }
+
+    #[test]
+    fn validate_phc_rejects_other_algorithms_and_garbage() {
+        assert!(matches!(
+            validate_phc("hunter2"),
+            Err(PhcError::Malformed(_))
+        ));
+        let argon2i =
+            "$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
+        assert!(matches!(
+            validate_phc(argon2i),
+            Err(PhcError::WrongAlgorithm(_))
+        ));
+        let huge_memory = "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
+        assert!(matches!(
+            validate_phc(huge_memory),
+            Err(PhcError::ParamsTooLarge(_))
+        ));
+        let no_output = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ";
+        assert_eq!(validate_phc(no_output), Err(PhcError::Incomplete));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verifier_accepts_right_password_and_refuses_unknown_user() {
+        let verifier = PasswordVerifier::new(2);
+        let phc = hash_password("pw").expect("hash");
+        assert!(verifier.verify(Some(&phc), "pw").await);
+        assert!(!verifier.verify(Some(&phc), "wrong").await);
+        // Even the dummy hash's own (unknown) password must not log in a missing user.
+        assert!(!verifier.verify(None, "pw").await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verifier_never_runs_more_hashes_than_its_permits() {
+        let verifier = Arc::new(PasswordVerifier::new(2));
+        let phc: Arc<str> = hash_password("pw").expect("hash").into();
+        let logins: Vec<_> = (0..8)
+            .map(|_| {
+                let verifier = Arc::clone(&verifier);
+                let phc = Arc::clone(&phc);
+                tokio::spawn(async move { verifier.verify(Some(&phc), "pw").await })
+            })
+            .collect();
+        for login in logins {
+            assert!(login.await.expect("join"));
+        }
+        let peak = verifier.peak_concurrent_hashes();
+        assert!((1..=2).contains(&peak), "peak {peak}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_user_costs_about_as_much_as_a_wrong_password() {
+        let verifier = PasswordVerifier::new(1);
+        let phc = hash_password("pw").expect("hash");
+        let mut wrong = Vec::new();
+        let mut unknown = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            verifier.verify(Some(&phc), "nope").await;
+            wrong.push(start.elapsed());
+            let start = Instant::now();
+            verifier.verify(None, "nope").await;
+            unknown.push(start.elapsed());
+        }
+        wrong.sort();
+        unknown.sort();
+        let ratio = unknown[1].as_secs_f64() / wrong[1].as_secs_f64();
+        assert!((0.5..=2.0).contains(&ratio), "median ratio {ratio}");
+    }
+}

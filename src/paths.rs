@@ -87,7 +87,11 @@ impl UserPath {
     /// The parent directory and the final name, or None for the home itself.
     pub fn split_parent(&self) -> Option<(UserPath, &str)> {
         let name = self.relative.file_name()?.to_str()?;
-        let parent = self.relative.parent().map(Path::to_path_buf).unwrap_or_default();
+        let parent = self
+            .relative
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         Some((UserPath { relative: parent }, name))
     }
 
@@ -134,7 +138,10 @@ mod tests {
     #[test]
     fn upload_temporaries_cannot_be_named_by_clients() {
         let name = format!("/dir/{UPLOAD_TEMP_PREFIX}123");
-        assert_eq!(resolve_user_path(Path::new(&name)), Err(PathError::Reserved));
+        assert_eq!(
+            resolve_user_path(Path::new(&name)),
+            Err(PathError::Reserved)
+        );
     }
 
     #[test]

@@ -38,14 +38,22 @@ const REPLY_FLUSH_DELAY: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("could not bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("could not clean upload temporaries under {root}: {source}")]
-    Cleanup { root: std::path::PathBuf, source: std::io::Error },
+    Cleanup {
+        root: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("libunftp refused the session configuration: {0}")]
     Session(String),
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),
-    #[error("refusing to serve on {bind}: user(s) {users} still have the published demo password; set a new one with `ferry user passwd NAME` or bind to 127.0.0.1")]
+    #[error(
+        "refusing to serve on {bind}: user(s) {users} still have the published demo password; set a new one with `ferry user passwd NAME` or bind to 127.0.0.1"
+    )]
     DemoPasswordExposed { bind: SocketAddr, users: String },
 }
 
@@ -75,15 +83,23 @@ where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
 {
     /// Cleans upload temporaries left by a crash and binds the control port.
-    pub async fn bind(config: Config, authenticator: Arc<A>, logger: slog::Logger) -> Result<Self, ServerError> {
-        let removed = remove_stale_temporaries(&config.root).map_err(|source| ServerError::Cleanup {
-            root: config.root.clone(),
-            source,
-        })?;
+    pub async fn bind(
+        config: Config,
+        authenticator: Arc<A>,
+        logger: slog::Logger,
+    ) -> Result<Self, ServerError> {
+        let removed =
+            remove_stale_temporaries(&config.root).map_err(|source| ServerError::Cleanup {
+                root: config.root.clone(),
+                source,
+            })?;
         if removed > 0 {
             slog::info!(logger, "removed upload temporaries left by an earlier run"; "count" => removed);
         }
-        let listener = bind_control_listener(config.bind).map_err(|source| ServerError::Bind { addr: config.bind, source })?;
+        let listener = bind_control_listener(config.bind).map_err(|source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        })?;
         let shared = Arc::new(Shared {
             limiter: SessionLimiter::new(config.max_sessions, config.max_sessions_per_ip),
             greeting: Box::leak(config.greeting.clone().into_boxed_str()),
@@ -98,8 +114,14 @@ where
         Ok(FerryServer { listener, shared })
     }
 
+    pub fn authenticator(&self) -> &Arc<A> {
+        &self.shared.authenticator
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.shared.config.bind)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.shared.config.bind)
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully (see the module docs).
@@ -131,15 +153,23 @@ where
 /// Binds the control listener with a large backlog (tokio's default is 1024 too, but explicit:
 /// small backlogs turn connection bursts into hung connects).
 fn bind_control_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG as u32)
 }
 
 /// Starts a session for an accepted connection, or turns it away with 421.
-fn admit<A>(shared: &Arc<Shared<A>>, stream: TcpStream, client: SocketAddr, session_tasks: &mut JoinSet<()>)
-where
+fn admit<A>(
+    shared: &Arc<Shared<A>>,
+    stream: TcpStream,
+    client: SocketAddr,
+    session_tasks: &mut JoinSet<()>,
+) where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
 {
     let _ = stream.set_nodelay(true);
@@ -149,7 +179,9 @@ where
             slog::warn!(shared.logger, "connection refused"; "client" => %client, "reason" => %limit);
             session_tasks.spawn(async move {
                 let mut stream = stream;
-                let _ = stream.write_all(format!("421 {limit}\r\n").as_bytes()).await;
+                let _ = stream
+                    .write_all(format!("421 {limit}\r\n").as_bytes())
+                    .await;
                 let _ = stream.shutdown().await;
             });
             return;
@@ -193,16 +225,25 @@ where
 }
 
 /// A libunftp server configured for exactly one connection; its storage shares `link`.
-fn build_session_server<A>(shared: &Shared<A>, link: Arc<SessionLink>) -> Result<libunftp::Server<FerryStorage, FerryUser>, ServerError>
+fn build_session_server<A>(
+    shared: &Shared<A>,
+    link: Arc<SessionLink>,
+) -> Result<libunftp::Server<FerryStorage, FerryUser>, ServerError>
 where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
 {
     let config = &shared.config;
     let audit = shared.audit.clone();
     let storage_link = link.clone();
-    let storage = Box::new(move || FerryStorage::new(LocalStore::new(), storage_link.clone(), audit.clone()));
-    let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> = shared.authenticator.clone();
-    let mode = if config.active_mode { ActivePassiveMode::ActiveAndPassive } else { ActivePassiveMode::PassiveOnly };
+    let storage =
+        Box::new(move || FerryStorage::new(LocalStore::new(), storage_link.clone(), audit.clone()));
+    let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> =
+        shared.authenticator.clone();
+    let mode = if config.active_mode {
+        ActivePassiveMode::ActiveAndPassive
+    } else {
+        ActivePassiveMode::PassiveOnly
+    };
     let passive_host = match &config.passive_host {
         Some(host) => PassiveHost::from(host.as_str()),
         None => PassiveHost::FromConnection,
@@ -215,7 +256,11 @@ where
         .idle_session_timeout(config.idle_timeout.as_secs())
         .active_passive_mode(mode)
         .binder(PassiveBinder)
-        .logger(library_logger(&shared.logger, config.log_level, link.client))
+        .logger(library_logger(
+            &shared.logger,
+            config.log_level,
+            link.client,
+        ))
         .build()
         .map_err(|error| ServerError::Session(error.to_string()))
 }
@@ -227,7 +272,10 @@ fn library_logger(logger: &slog::Logger, level: slog::Level, client: SocketAddr)
     if level.is_at_least(slog::Level::Debug) {
         logger
     } else {
-        slog::Logger::root(slog::Drain::fuse(slog::LevelFilter::new(logger, slog::Level::Warning)), slog::o!())
+        slog::Logger::root(
+            slog::Drain::fuse(slog::LevelFilter::new(logger, slog::Level::Warning)),
+            slog::o!(),
+        )
     }
 }
 
@@ -240,7 +288,10 @@ async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) 
     let mut idle_since: HashMap<u64, tokio::time::Instant> = HashMap::new();
     loop {
         let now = tokio::time::Instant::now();
-        let sessions: Vec<(u64, Arc<SessionLink>)> = lock(&shared.sessions).iter().map(|(id, link)| (*id, link.clone())).collect();
+        let sessions: Vec<(u64, Arc<SessionLink>)> = lock(&shared.sessions)
+            .iter()
+            .map(|(id, link)| (*id, link.clone()))
+            .collect();
         if sessions.is_empty() || now >= deadline {
             break;
         }
@@ -267,25 +318,35 @@ async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) 
         link.close("Server shutting down");
     }
     // The sessions are closed; give their tasks a moment to write logout records.
-    let _ = tokio::time::timeout(REPLY_FLUSH_DELAY, async { while session_tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(REPLY_FLUSH_DELAY, async {
+        while session_tasks.join_next().await.is_some() {}
+    })
+    .await;
     slog::info!(shared.logger, "shutdown complete"; "running_transfers" => shared.state.running_transfers());
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-
-/// The password of the shipped `demo` account (README). Ferry refuses to serve it beyond
-/// loopback, where anyone who read the README could log in.
-pub const DEMO_PASSWORD: &str = "ferry-demo";
 
 /// Loads the users file, starts its reloader, cleans temporaries and binds: everything but
 /// serving. Tests call this and then [`FerryServer::serve`] with their own shutdown signal.
-pub async fn start(config: Config, logger: slog::Logger) -> Result<FerryServer<FerryAuthenticator>, ServerError> {
+pub async fn start(
+    config: Config,
+    logger: slog::Logger,
+) -> Result<FerryServer<FerryAuthenticator>, ServerError> {
     let anonymous_home = config.anonymous.then(|| config.anonymous_home.clone());
-    let directory = UserDirectory::load(&config.users_file, &config.root, anonymous_home, logger.clone())?;
+    let directory = UserDirectory::load(
+        &config.users_file,
+        &config.root,
+        anonymous_home,
+        logger.clone(),
+    )?;
+    // The demo account's password is in the README: serve it on loopback only.
     if !config.bind.ip().is_loopback() {
-        let exposed = directory.users_with_password(DEMO_PASSWORD);
+        let exposed = directory.users_with_password(crate::users::PUBLISHED_DEMO_PASSWORD);
         if !exposed.is_empty() {
             return Err(ServerError::DemoPasswordExposed {
                 bind: config.bind,
@@ -294,7 +355,12 @@ pub async fn start(config: Config, logger: slog::Logger) -> Result<FerryServer<F
         }
     }
     directory.spawn_reloader();
-    let authenticator = Arc::new(FerryAuthenticator::new(directory, &config, AuditLog::new(&logger), logger.clone()));
+    let authenticator = Arc::new(FerryAuthenticator::new(
+        directory,
+        &config,
+        AuditLog::new(&logger),
+        logger.clone(),
+    ));
     FerryServer::bind(config, authenticator, logger).await
 }
 
@@ -308,8 +374,14 @@ pub async fn run(config: Config, logger: slog::Logger) -> Result<(), ServerError
 /// Completes on the first SIGINT or SIGTERM.
 async fn termination_signal(logger: slog::Logger) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        slog::error!(logger, "could not install signal handlers; stop Ferry with SIGKILL");
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        slog::error!(
+            logger,
+            "could not install signal handlers; stop Ferry with SIGKILL"
+        );
         return std::future::pending().await;
     };
     let name = tokio::select! {
@@ -322,7 +394,10 @@ async fn termination_signal(logger: slog::Logger) {
 /// Every session holds a control socket and sometimes a data socket and a file: raise the
 /// soft limit on open files to the hard limit so thousands of sessions fit.
 fn raise_open_file_limit(logger: &slog::Logger) {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {

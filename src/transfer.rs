@@ -137,7 +137,10 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     while buffer.len() < CHUNK {
-        let read = (&mut *input).take((CHUNK - buffer.len()) as u64).read_buf(buffer).await?;
+        let read = (&mut *input)
+            .take((CHUNK - buffer.len()) as u64)
+            .read_buf(buffer)
+            .await?;
         if read == 0 {
             return Ok(true);
         }
@@ -174,7 +177,9 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&data).unwrap();
         let mut out = Vec::new();
-        let sent = send_file(file.try_clone().unwrap(), 0, &mut out).await.unwrap();
+        let sent = send_file(file.try_clone().unwrap(), 0, &mut out)
+            .await
+            .unwrap();
         assert_eq!(sent as usize, data.len());
         assert_eq!(out, data);
 
@@ -216,7 +221,9 @@ mod tests {
             }
         }
         let file = tempfile::tempfile().unwrap();
-        let error = receive_into_file(&mut Broken(5), file, 0).await.unwrap_err();
+        let error = receive_into_file(&mut Broken(5), file, 0)
+            .await
+            .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
     }
 }

@@ -1,14 +1,526 @@
 //! `ferry user add|passwd|remove|list`: edits the users file without ever writing a plaintext password.
 
-/// The `ferry user` subcommands (arguments filled in by the users/auth work).
+use crate::password::hash_password;
+use crate::users::{
+    Permissions, UserRecord, UsersError, UsersFile, validate_home, validate_user_name,
+};
+use std::fmt;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// The users file edited when neither `--users` nor `FERRY_USERS` is given: the one shipped
+/// in the repository (relative to the working directory).
+pub const DEFAULT_USERS_FILE: &str = "config/users.toml";
+
+/// `--users FILE`, shared by every subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UsersFileArg {
+    /// The users file to edit.
+    #[arg(
+        long = "users",
+        value_name = "FILE",
+        env = "FERRY_USERS",
+        default_value = DEFAULT_USERS_FILE
+    )]
+    pub path: PathBuf,
+}
+
+/// The `ferry user` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCommand {
-    /// Add a user.
-    Add,
+    /// Add a user, with all permissions unless --read-only.
+    Add {
+        /// The new user's login name.
+        name: String,
+        #[command(flatten)]
+        users: UsersFileArg,
+        /// Home directory relative to the server root [default: the user name].
+        #[arg(long, value_name = "DIR")]
+        home: Option<String>,
+        /// Allow only listing and downloading.
+        #[arg(long)]
+        read_only: bool,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Change a user's password.
-    Passwd,
-    /// Remove a user.
-    Remove,
-    /// List users.
-    List,
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        users: UsersFileArg,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user (their files stay where they are).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        users: UsersFileArg,
+    },
+    /// List users: name, home, permissions, enabled, allowed networks (never password hashes).
+    List {
+        #[command(flatten)]
+        users: UsersFileArg,
+    },
+}
+
+/// Runs a `ferry user` subcommand: passwords from the terminal (or stdin with
+/// `--password-stdin`), messages to stdout.
+pub fn run(cmd: UserCommand) -> Result<(), UsersError> {
+    execute(cmd, &mut io::stdin().lock(), &mut io::stdout().lock())
+}
+
+/// [`run`] with its input and output passed in, so tests can drive it.
+fn execute(
+    cmd: UserCommand,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), UsersError> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            users,
+            home,
+            read_only,
+            password_stdin,
+        } => {
+            let path = users.path;
+            let mut file = load_or_create(&path, out)?;
+            // Everything is checked before asking for the password, so a typo in the
+            // command does not cost the admin a password prompt first.
+            validate_user_name(&name).map_err(|problem| UsersError::InvalidUserName {
+                path: path.clone(),
+                user: name.clone(),
+                problem,
+            })?;
+            if file.get(&name).is_some() {
+                return Err(UsersError::UserExists { path, user: name });
+            }
+            let home = validate_home(home.as_deref().unwrap_or(&name)).map_err(|problem| {
+                UsersError::InvalidField {
+                    path: path.clone(),
+                    user: name.clone(),
+                    field: "home".into(),
+                    problem,
+                }
+            })?;
+            let permissions = if read_only {
+                Permissions::READ_ONLY
+            } else {
+                Permissions::ALL
+            };
+            let password = new_password(&name, password_stdin, stdin)?;
+            file.insert(UserRecord {
+                name: name.clone(),
+                password_hash: hash_password(&password)?,
+                home: home.clone(),
+                permissions,
+                enabled: true,
+                allowed_networks: Vec::new(),
+            });
+            file.save(&path)?;
+            report(
+                out,
+                format_args!(
+                    "added user `{name}` (home {}, permissions {permissions}) to {}",
+                    home.display(),
+                    path.display()
+                ),
+            )
+        }
+        UserCommand::Passwd {
+            name,
+            users,
+            password_stdin,
+        } => {
+            let path = users.path;
+            let mut file = UsersFile::load(&path)?;
+            let Some(record) = file.get_mut(&name) else {
+                return Err(UsersError::NoSuchUser { path, user: name });
+            };
+            let password = new_password(&name, password_stdin, stdin)?;
+            record.password_hash = hash_password(&password)?;
+            file.save(&path)?;
+            report(
+                out,
+                format_args!("changed the password of `{name}` in {}", path.display()),
+            )
+        }
+        UserCommand::Remove { name, users } => {
+            let path = users.path;
+            let mut file = UsersFile::load(&path)?;
+            if file.remove(&name).is_none() {
+                return Err(UsersError::NoSuchUser { path, user: name });
+            }
+            file.save(&path)?;
+            report(
+                out,
+                format_args!(
+                    "removed user `{name}` from {} (their files were kept)",
+                    path.display()
+                ),
+            )
+        }
+        UserCommand::List { users } => {
+            let file = UsersFile::load(&users.path)?;
+            write_user_table(&file, out).map_err(UsersError::Output)
+        }
+    }
+}
+
+/// Loads `path`, or starts an empty users file when it does not exist yet.
+fn load_or_create(path: &Path, out: &mut dyn Write) -> Result<UsersFile, UsersError> {
+    match UsersFile::load(path) {
+        Err(UsersError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            report(
+                out,
+                format_args!("{} does not exist; creating it", path.display()),
+            )?;
+            Ok(UsersFile::new())
+        }
+        loaded => loaded,
+    }
+}
+
+fn report(out: &mut dyn Write, message: fmt::Arguments<'_>) -> Result<(), UsersError> {
+    writeln!(out, "{message}").map_err(UsersError::Output)
+}
+
+/// Reads the new password: one line of stdin, or typed twice at the terminal without echo.
+/// Never empty.
+fn new_password(
+    name: &str,
+    from_stdin: bool,
+    stdin: &mut dyn BufRead,
+) -> Result<String, UsersError> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(UsersError::ReadPassword)?;
+        // Only the line ending goes: spaces are legitimate password characters.
+        let without_newline = line.strip_suffix('\n').unwrap_or(&line);
+        let password = without_newline
+            .strip_suffix('\r')
+            .unwrap_or(without_newline);
+        password.to_string()
+    } else {
+        let first = rpassword::prompt_password(format!("New password for {name}: "))
+            .map_err(UsersError::ReadPassword)?;
+        if first.is_empty() {
+            return Err(UsersError::EmptyPassword);
+        }
+        let second = rpassword::prompt_password("Retype the password: ")
+            .map_err(UsersError::ReadPassword)?;
+        if first != second {
+            return Err(UsersError::PasswordMismatch);
+        }
+        first
+    };
+    if password.is_empty() {
+        return Err(UsersError::EmptyPassword);
+    }
+    Ok(password)
+}
+
+/// Prints one aligned row per user. Hashes are never printed.
+fn write_user_table(file: &UsersFile, out: &mut dyn Write) -> io::Result<()> {
+    let rows: Vec<[String; 5]> = file
+        .users()
+        .map(|user| {
+            let networks = if user.allowed_networks.is_empty() {
+                "anywhere".to_string()
+            } else {
+                user.allowed_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            [
+                user.name.clone(),
+                user.home.display().to_string(),
+                user.permissions.to_string(),
+                if user.enabled { "yes" } else { "no" }.to_string(),
+                networks,
+            ]
+        })
+        .collect();
+    let header = ["NAME", "HOME", "PERMISSIONS", "ENABLED", "NETWORKS"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if column + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::verify_password;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct UserCli {
+        #[command(subcommand)]
+        command: UserCommand,
+    }
+
+    fn parse(args: &[&str]) -> UserCommand {
+        UserCli::try_parse_from(std::iter::once("ferry-user").chain(args.iter().copied()))
+            .expect("valid arguments")
+            .command
+    }
+
+    /// Runs `args` with `stdin` as standard input; returns the result and what was printed.
+    fn run_with(args: &[&str], stdin: &str) -> (Result<(), UsersError>, String) {
+        let mut out = Vec::new();
+        let result = execute(parse(args), &mut stdin.as_bytes(), &mut out);
+        (result, String::from_utf8(out).expect("utf-8 output"))
+    }
+
+    struct Scratch {
+        _dir: tempfile::TempDir,
+        users: String,
+    }
+
+    fn scratch() -> Scratch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let users = dir.path().join("users.toml").display().to_string();
+        Scratch { _dir: dir, users }
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        UserCli::command().debug_assert();
+    }
+
+    #[test]
+    fn add_creates_the_file_with_a_hashed_password_and_defaults() {
+        let s = scratch();
+        let (result, output) = run_with(
+            &["add", "bob", "--users", &s.users, "--password-stdin"],
+            "s3cret pw\n",
+        );
+        result.expect("add");
+        assert!(output.contains("added user `bob`"), "{output}");
+        let text = std::fs::read_to_string(&s.users).expect("read");
+        assert!(!text.contains("s3cret"), "no plaintext password on disk");
+        let users = UsersFile::load(Path::new(&s.users)).expect("load");
+        let bob = users.get("bob").expect("bob");
+        assert!(verify_password(&bob.password_hash, "s3cret pw"));
+        assert_eq!(bob.home, PathBuf::from("bob"));
+        assert_eq!(bob.permissions, Permissions::ALL);
+        assert!(bob.enabled);
+    }
+
+    #[test]
+    fn add_read_only_with_home_keeps_existing_users() {
+        let s = scratch();
+        run_with(
+            &["add", "amy", "--users", &s.users, "--password-stdin"],
+            "a\n",
+        )
+        .0
+        .expect("add amy");
+        run_with(
+            &[
+                "add",
+                "bob",
+                "--users",
+                &s.users,
+                "--home",
+                "shared/bob",
+                "--read-only",
+                "--password-stdin",
+            ],
+            "b\r\n",
+        )
+        .0
+        .expect("add bob");
+        let users = UsersFile::load(Path::new(&s.users)).expect("load");
+        assert!(users.get("amy").is_some());
+        let bob = users.get("bob").expect("bob");
+        assert_eq!(bob.permissions, Permissions::READ_ONLY);
+        assert_eq!(bob.home, PathBuf::from("shared/bob"));
+        assert!(verify_password(&bob.password_hash, "b"), "CRLF is stripped");
+    }
+
+    #[test]
+    fn add_refuses_existing_user_bad_home_and_empty_password() {
+        let s = scratch();
+        run_with(
+            &["add", "bob", "--users", &s.users, "--password-stdin"],
+            "pw\n",
+        )
+        .0
+        .expect("add");
+        let (result, _) = run_with(
+            &["add", "bob", "--users", &s.users, "--password-stdin"],
+            "x\n",
+        );
+        assert!(
+            matches!(result, Err(UsersError::UserExists { .. })),
+            "{result:?}"
+        );
+        let (result, _) = run_with(
+            &[
+                "add",
+                "eve",
+                "--users",
+                &s.users,
+                "--home",
+                "../etc",
+                "--password-stdin",
+            ],
+            "x\n",
+        );
+        let message = result.expect_err("dot-dot home").to_string();
+        assert!(
+            message.contains("user `eve`: field `home`: must not contain `..`"),
+            "{message}"
+        );
+        let (result, _) = run_with(
+            &["add", "eve", "--users", &s.users, "--password-stdin"],
+            "\n",
+        );
+        assert!(
+            matches!(result, Err(UsersError::EmptyPassword)),
+            "{result:?}"
+        );
+        let (result, _) = run_with(&["add", "eve", "--users", &s.users, "--password-stdin"], "");
+        assert!(
+            matches!(result, Err(UsersError::EmptyPassword)),
+            "{result:?}"
+        );
+        let (result, _) = run_with(
+            &["add", "bad name", "--users", &s.users, "--password-stdin"],
+            "x\n",
+        );
+        assert!(
+            matches!(result, Err(UsersError::InvalidUserName { .. })),
+            "{result:?}"
+        );
+        let users = UsersFile::load(Path::new(&s.users)).expect("load");
+        assert_eq!(users.len(), 1, "failed commands change nothing");
+    }
+
+    #[test]
+    fn passwd_changes_only_the_password() {
+        let s = scratch();
+        run_with(
+            &[
+                "add",
+                "bob",
+                "--users",
+                &s.users,
+                "--read-only",
+                "--password-stdin",
+            ],
+            "old\n",
+        )
+        .0
+        .expect("add");
+        run_with(
+            &["passwd", "bob", "--users", &s.users, "--password-stdin"],
+            "new\n",
+        )
+        .0
+        .expect("passwd");
+        let users = UsersFile::load(Path::new(&s.users)).expect("load");
+        let bob = users.get("bob").expect("bob");
+        assert!(verify_password(&bob.password_hash, "new"));
+        assert!(!verify_password(&bob.password_hash, "old"));
+        assert_eq!(bob.permissions, Permissions::READ_ONLY);
+        let (result, _) = run_with(
+            &["passwd", "nobody", "--users", &s.users, "--password-stdin"],
+            "x\n",
+        );
+        assert!(
+            matches!(result, Err(UsersError::NoSuchUser { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn remove_deletes_one_user() {
+        let s = scratch();
+        for name in ["amy", "bob"] {
+            run_with(
+                &["add", name, "--users", &s.users, "--password-stdin"],
+                "pw\n",
+            )
+            .0
+            .expect("add");
+        }
+        run_with(&["remove", "amy", "--users", &s.users], "")
+            .0
+            .expect("remove");
+        let users = UsersFile::load(Path::new(&s.users)).expect("load");
+        assert!(users.get("amy").is_none() && users.get("bob").is_some());
+        let (result, _) = run_with(&["remove", "amy", "--users", &s.users], "");
+        assert!(
+            matches!(result, Err(UsersError::NoSuchUser { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn list_shows_accounts_but_never_hashes() {
+        let s = scratch();
+        run_with(
+            &[
+                "add",
+                "bob",
+                "--users",
+                &s.users,
+                "--read-only",
+                "--password-stdin",
+            ],
+            "pw\n",
+        )
+        .0
+        .expect("add");
+        let (result, output) = run_with(&["list", "--users", &s.users], "");
+        result.expect("list");
+        let lines: Vec<_> = output.lines().collect();
+        assert_eq!(lines.len(), 2, "{output}");
+        assert!(lines[0].starts_with("NAME"), "{output}");
+        assert!(lines[1].starts_with("bob"), "{output}");
+        assert!(
+            lines[1].contains("read-only") && lines[1].contains("yes"),
+            "{output}"
+        );
+        assert!(!output.contains("argon2"), "{output}");
+    }
+
+    #[test]
+    fn users_flag_defaults_to_the_shipped_file() {
+        // FERRY_USERS would override the default; tests do not set it.
+        if std::env::var_os("FERRY_USERS").is_some() {
+            return;
+        }
+        match parse(&["list"]) {
+            UserCommand::List { users } => {
+                assert_eq!(users.path, PathBuf::from(DEFAULT_USERS_FILE))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

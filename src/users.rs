@@ -1,7 +1,95 @@
 //! The users file: accounts, argon2id password hashes, homes, permissions, allowed networks.
 
+use crate::password::{PasswordError, validate_phc};
 use ipnet::IpNet;
-use std::path::PathBuf;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+
+/// The password of the `demo` account in the shipped `config/users.toml`. It is public, so the
+/// server refuses to start on a non-loopback address while an enabled user still has it.
+pub const PUBLISHED_DEMO_PASSWORD: &str = "ferry-demo";
+
+/// Longest accepted user name. Names appear in every audit record and log line; nothing
+/// legitimate needs more, and a cap keeps a hostile users file from bloating the logs.
+pub const MAX_USER_NAME_BYTES: usize = 128;
+
+/// Written at the top of every saved users file. Saving rewrites the whole file from the
+/// parsed accounts, so this is the only comment that survives `ferry user ...`.
+pub const USERS_FILE_HEADER: &str = "\
+# Ferry users file: one [users.NAME] table per account.
+#
+# Edit it with `ferry user add|passwd|remove|list --users FILE`. A running server reloads it
+# within a second of any change (or on SIGHUP) without dropping sessions. Saving rewrites the
+# whole file, so comments other than this header are not kept.
+#
+#   password          argon2id PHC hash, never a plaintext password (`ferry user passwd`)
+#   home              directory relative to the server root; no absolute paths, no `..`
+#   permissions       \"all\", \"read-only\", or a list of: list, download, upload, overwrite,
+#                     delete, mkdir, rmdir, rename
+#   enabled           false refuses every login (default true)
+#   allowed_networks  networks logins may come from, in CIDR notation (default: anywhere)
+";
+
+/// Why the users file could not be read, validated, edited or written.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("could not read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}: line {line}, column {column}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: user {user:?}: invalid user name: {problem}", path.display())]
+    InvalidUserName {
+        path: PathBuf,
+        user: String,
+        problem: String,
+    },
+    #[error("{}: user `{user}`: {problem}", path.display())]
+    InvalidUser {
+        path: PathBuf,
+        user: String,
+        problem: String,
+    },
+    #[error("{}: user `{user}`: field `{field}`: {problem}", path.display())]
+    InvalidField {
+        path: PathBuf,
+        user: String,
+        field: String,
+        problem: String,
+    },
+    #[error("could not write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("could not encode {} as TOML: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        source: toml::ser::Error,
+    },
+    #[error("anonymous home: {problem}")]
+    InvalidAnonymousHome { problem: String },
+    #[error("{}: user `{user}` already exists", path.display())]
+    UserExists { path: PathBuf, user: String },
+    #[error("{}: no user `{user}`", path.display())]
+    NoSuchUser { path: PathBuf, user: String },
+    #[error("the password must not be empty")]
+    EmptyPassword,
+    #[error("the passwords do not match")]
+    PasswordMismatch,
+    #[error("could not read the password: {0}")]
+    ReadPassword(io::Error),
+    #[error(transparent)]
+    Hash(#[from] PasswordError),
+    #[error("could not print the user list: {0}")]
+    Output(io::Error),
+}
 
 /// What a user may do. Every refused operation gets 550 and an audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +104,11 @@ pub struct Permissions {
     pub rmdir: bool,
     pub rename: bool,
 }
+
+/// Shorthand for [`Permissions::ALL`] in the users file.
+const ALL_SHORTHAND: &str = "all";
+/// Shorthand for [`Permissions::READ_ONLY`] in the users file.
+const READ_ONLY_SHORTHAND: &str = "read-only";
 
 impl Permissions {
     pub const ALL: Permissions = Permissions {
@@ -38,10 +131,106 @@ impl Permissions {
         rmdir: false,
         rename: false,
     };
+    /// Nothing allowed; the starting point when reading a list of permission names.
+    pub const NONE: Permissions = Permissions {
+        list: false,
+        download: false,
+        upload: false,
+        overwrite: false,
+        delete: false,
+        mkdir: false,
+        rmdir: false,
+        rename: false,
+    };
+
+    /// The name of each permission in the users file, in the order they are written.
+    pub const NAMES: [&'static str; 8] = [
+        "list",
+        "download",
+        "upload",
+        "overwrite",
+        "delete",
+        "mkdir",
+        "rmdir",
+        "rename",
+    ];
+
+    fn flag_mut(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "list" => &mut self.list,
+            "download" => &mut self.download,
+            "upload" => &mut self.upload,
+            "overwrite" => &mut self.overwrite,
+            "delete" => &mut self.delete,
+            "mkdir" => &mut self.mkdir,
+            "rmdir" => &mut self.rmdir,
+            "rename" => &mut self.rename,
+            _ => return None,
+        })
+    }
+
+    /// The names of the granted permissions, in [`Permissions::NAMES`] order.
+    pub fn granted_names(&self) -> Vec<&'static str> {
+        let mut copy = *self;
+        Self::NAMES
+            .into_iter()
+            .filter(|name| copy.flag_mut(name).is_some_and(|granted| *granted))
+            .collect()
+    }
+
+    /// Reads the `permissions` field: a shorthand string or a list of permission names.
+    fn from_toml(value: &toml::Value) -> Result<Permissions, String> {
+        match value {
+            toml::Value::String(shorthand) => match shorthand.as_str() {
+                ALL_SHORTHAND => Ok(Permissions::ALL),
+                READ_ONLY_SHORTHAND => Ok(Permissions::READ_ONLY),
+                other => Err(format!(
+                    "unknown shorthand {other:?}; expected \"{ALL_SHORTHAND}\", \
+                     \"{READ_ONLY_SHORTHAND}\" or a list of {}",
+                    Self::NAMES.join(", ")
+                )),
+            },
+            toml::Value::Array(names) => {
+                let mut permissions = Permissions::NONE;
+                for name in names {
+                    let flag = name
+                        .as_str()
+                        .and_then(|name| permissions.flag_mut(name))
+                        .ok_or_else(|| {
+                            format!(
+                                "unknown permission {name}; expected one of {}",
+                                Self::NAMES.join(", ")
+                            )
+                        })?;
+                    *flag = true;
+                }
+                Ok(permissions)
+            }
+            other => Err(format!(
+                "expected a string or a list of strings, got {}",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Permissions {
+    /// `all`, `read-only`, `none`, or the granted names separated by commas.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Permissions::ALL {
+            f.write_str(ALL_SHORTHAND)
+        } else if *self == Permissions::READ_ONLY {
+            f.write_str(READ_ONLY_SHORTHAND)
+        } else if *self == Permissions::NONE {
+            f.write_str("none")
+        } else {
+            f.write_str(&self.granted_names().join(","))
+        }
+    }
 }
 
 /// One account as stored in the users file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UserRecord {
     pub name: String,
     /// argon2id PHC string; never a plaintext password.
@@ -52,4 +241,697 @@ pub struct UserRecord {
     pub enabled: bool,
     /// When not empty, logins are accepted only from these networks.
     pub allowed_networks: Vec<IpNet>,
+}
+
+impl UserRecord {
+    /// Whether a login from `ip` is allowed by `allowed_networks` (empty: from anywhere).
+    /// IPv4 clients reaching a dual-stack socket appear as `::ffff:a.b.c.d`; they are matched
+    /// as the IPv4 address they are.
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allowed_networks.is_empty() || self.allowed_networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+impl fmt::Debug for UserRecord {
+    // Hand-written so that debug logging of a record never prints the password hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("home", &self.home)
+            .field("permissions", &self.permissions)
+            .field("enabled", &self.enabled)
+            .field("allowed_networks", &self.allowed_networks)
+            .finish()
+    }
+}
+
+/// Checks a user name: not empty, no whitespace or control characters (they would break the
+/// USER command and the logs), at most [`MAX_USER_NAME_BYTES`].
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_USER_NAME_BYTES {
+        return Err(format!("longer than {MAX_USER_NAME_BYTES} bytes"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace or control characters".into());
+    }
+    Ok(())
+}
+
+/// Checks a home directory: a relative path beneath the root, without `..`. `"."` is the
+/// root itself.
+pub fn validate_home(home: &str) -> Result<PathBuf, String> {
+    if home.is_empty() {
+        return Err("must not be empty (use \".\" for the root itself)".into());
+    }
+    if home.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
+    let path = PathBuf::from(home);
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!("must not contain `..`, got {home:?}"));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("must be relative to the root, got {home:?}"));
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Reads and checks one CIDR network; a bare address means just that host.
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!(
+                "{text:?} is not a network in CIDR notation (e.g. \"10.0.0.0/8\" or \"::1/128\")"
+            )
+        })
+}
+
+/// The fields a `[users.NAME]` table may have.
+const USER_FIELDS: [&str; 5] = [
+    "password",
+    "home",
+    "permissions",
+    "enabled",
+    "allowed_networks",
+];
+
+/// The parsed, validated users file.
+#[derive(Debug, Clone, Default)]
+pub struct UsersFile {
+    users: BTreeMap<String, UserRecord>,
+}
+
+impl UsersFile {
+    /// An empty users file (for `ferry user add` on a file that does not exist yet).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads and validates `path`. Every error names the file, and the user and field at fault.
+    pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
+        let text = fs::read_to_string(path).map_err(|source| UsersError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates users-file text; `path` is used only in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<UsersFile, UsersError> {
+        let document: toml::Table = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            UsersError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        // Only `users` is allowed at the top; this catches typos like `[user.bob]`.
+        if let Some(unknown) = document.keys().find(|key| key.as_str() != "users") {
+            return Err(UsersError::Parse {
+                path: path.to_path_buf(),
+                line: key_line(text, unknown),
+                column: 1,
+                message: format!(
+                    "unknown top-level key `{unknown}`; expected `[users.NAME]` tables"
+                ),
+            });
+        }
+        let tables = match document.get("users") {
+            None => return Ok(UsersFile::new()),
+            Some(toml::Value::Table(tables)) => tables,
+            Some(other) => {
+                return Err(UsersError::Parse {
+                    path: path.to_path_buf(),
+                    line: key_line(text, "users"),
+                    column: 1,
+                    message: format!("`users` must be a table, got {}", other.type_str()),
+                });
+            }
+        };
+        let mut users = BTreeMap::new();
+        for (name, table) in tables {
+            let record = parse_user(name, table, path)?;
+            users.insert(name.clone(), record);
+        }
+        Ok(UsersFile { users })
+    }
+
+    /// Writes the users file atomically: a temporary file in the same directory, fsync,
+    /// rename over `path`, fsync the directory. A crash leaves the old or the new file, never
+    /// half of one; a running server never reads a partial file. A symlink at `path` is
+    /// followed, and an existing file keeps its permissions (new files are owner-only, since
+    /// hashes are secrets too).
+    pub fn save(&self, path: &Path) -> Result<(), UsersError> {
+        let text = self.to_toml(path)?;
+        write_atomically(path, text.as_bytes()).map_err(|source| UsersError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The file as written by [`UsersFile::save`]: the header, then one table per user.
+    pub fn to_toml(&self, path: &Path) -> Result<String, UsersError> {
+        let mut on_disk = BTreeMap::new();
+        for record in self.users.values() {
+            let home = record
+                .home
+                .to_str()
+                .ok_or_else(|| UsersError::InvalidField {
+                    path: path.to_path_buf(),
+                    user: record.name.clone(),
+                    field: "home".into(),
+                    problem: "must be valid UTF-8".into(),
+                })?;
+            on_disk.insert(record.name.as_str(), UserOnDisk::new(record, home));
+        }
+        let body = toml::to_string(&UsersFileOnDisk { users: on_disk }).map_err(|source| {
+            UsersError::Encode {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(format!("{USERS_FILE_HEADER}\n{body}"))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&UserRecord> {
+        self.users.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut UserRecord> {
+        self.users.get_mut(name)
+    }
+
+    /// Adds or replaces the user named `record.name`; returns the replaced record.
+    pub fn insert(&mut self, record: UserRecord) -> Option<UserRecord> {
+        self.users.insert(record.name.clone(), record)
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<UserRecord> {
+        self.users.remove(name)
+    }
+
+    /// The users in name order.
+    pub fn users(&self) -> impl Iterator<Item = &UserRecord> {
+        self.users.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// Validates one `[users.NAME]` table field by field, so every error names its field.
+fn parse_user(name: &str, value: &toml::Value, path: &Path) -> Result<UserRecord, UsersError> {
+    validate_user_name(name).map_err(|problem| UsersError::InvalidUserName {
+        path: path.to_path_buf(),
+        user: name.to_string(),
+        problem,
+    })?;
+    let field_error = |field: &str, problem: String| UsersError::InvalidField {
+        path: path.to_path_buf(),
+        user: name.to_string(),
+        field: field.to_string(),
+        problem,
+    };
+    let Some(table) = value.as_table() else {
+        return Err(UsersError::InvalidUser {
+            path: path.to_path_buf(),
+            user: name.to_string(),
+            problem: format!("must be a table, got {}", value.type_str()),
+        });
+    };
+    if let Some(unknown) = table
+        .keys()
+        .find(|key| !USER_FIELDS.contains(&key.as_str()))
+    {
+        return Err(field_error(
+            unknown,
+            format!("unknown field; expected one of {}", USER_FIELDS.join(", ")),
+        ));
+    }
+    let required_string = |field: &str| match table.get(field) {
+        Some(toml::Value::String(text)) => Ok(text.as_str()),
+        Some(other) => Err(field_error(
+            field,
+            format!("expected a string, got {}", other.type_str()),
+        )),
+        None => Err(field_error(field, "missing".into())),
+    };
+
+    let password_hash = required_string("password")?;
+    validate_phc(password_hash).map_err(|problem| field_error("password", problem.to_string()))?;
+
+    let home =
+        validate_home(required_string("home")?).map_err(|problem| field_error("home", problem))?;
+
+    let permissions = match table.get("permissions") {
+        Some(value) => Permissions::from_toml(value),
+        None => Err(format!(
+            "missing; use \"{ALL_SHORTHAND}\", \"{READ_ONLY_SHORTHAND}\" or a list"
+        )),
+    }
+    .map_err(|problem| field_error("permissions", problem))?;
+
+    let enabled = match table.get("enabled") {
+        None => true,
+        Some(toml::Value::Boolean(enabled)) => *enabled,
+        Some(other) => {
+            return Err(field_error(
+                "enabled",
+                format!("expected true or false, got {}", other.type_str()),
+            ));
+        }
+    };
+
+    let allowed_networks = match table.get("allowed_networks") {
+        None => Vec::new(),
+        Some(toml::Value::Array(entries)) => entries
+            .iter()
+            .map(|entry| match entry {
+                toml::Value::String(text) => parse_network(text),
+                other => Err(format!(
+                    "expected strings in CIDR notation, got {}",
+                    other.type_str()
+                )),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|problem| field_error("allowed_networks", problem))?,
+        Some(other) => {
+            return Err(field_error(
+                "allowed_networks",
+                format!("expected a list of networks, got {}", other.type_str()),
+            ));
+        }
+    };
+
+    Ok(UserRecord {
+        name: name.to_string(),
+        password_hash: password_hash.to_string(),
+        home,
+        permissions,
+        enabled,
+        allowed_networks,
+    })
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Best-effort line of a top-level key or table header, for errors found after parsing.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start().trim_start_matches('[').trim_start();
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(['=', '.', ']']))
+        })
+        .map_or(1, |index| index + 1)
+}
+
+#[derive(Serialize)]
+struct UsersFileOnDisk<'a> {
+    users: BTreeMap<&'a str, UserOnDisk<'a>>,
+}
+
+#[derive(Serialize)]
+struct UserOnDisk<'a> {
+    password: &'a str,
+    home: &'a str,
+    permissions: PermissionsOnDisk,
+    enabled: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_networks: Vec<String>,
+}
+
+impl<'a> UserOnDisk<'a> {
+    fn new(record: &'a UserRecord, home: &'a str) -> Self {
+        let permissions = if record.permissions == Permissions::ALL {
+            PermissionsOnDisk::Shorthand(ALL_SHORTHAND)
+        } else if record.permissions == Permissions::READ_ONLY {
+            PermissionsOnDisk::Shorthand(READ_ONLY_SHORTHAND)
+        } else {
+            PermissionsOnDisk::List(record.permissions.granted_names())
+        };
+        UserOnDisk {
+            password: &record.password_hash,
+            home,
+            permissions,
+            enabled: record.enabled,
+            allowed_networks: record
+                .allowed_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PermissionsOnDisk {
+    Shorthand(&'static str),
+    List(Vec<&'static str>),
+}
+
+/// Mode of a users file created by `save`: it holds password hashes, readable by the owner only.
+#[cfg(unix)]
+const NEW_USERS_FILE_MODE: u32 = 0o600;
+
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    // Follow a symlink so that e.g. `config/users.toml -> /etc/ferry/users.toml` stays a link.
+    let target = match fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e),
+    };
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temporary = dir.join(format!(
+        ".{}.{}.{unique}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let existing = fs::metadata(&target).ok();
+
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let mode = existing
+                .as_ref()
+                .map_or(NEW_USERS_FILE_MODE, |meta| meta.mode() & 0o7777);
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            if let Some(meta) = &existing {
+                // Keep the owner when e.g. root edits a file the server user reads. Only
+                // root may give a file away; anyone else already is the owner, so a
+                // failure here changes nothing.
+                let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+            }
+        }
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temporary, &target)?;
+        #[cfg(unix)]
+        fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::{hash_password, verify_password};
+
+    /// A well-formed argon2id hash (of no known password): validation tests need no real hashing.
+    const SOME_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8Q8ybzXz1c4wzuDf2qHbR0mO3qlpGiqqK8ySa1Qd9Ww";
+
+    fn users_toml(user_table: &str) -> String {
+        format!("[users.bob]\npassword = \"{SOME_HASH}\"\n{user_table}")
+    }
+
+    fn parse_error(text: &str) -> String {
+        match UsersFile::parse(text, Path::new("config/users.toml")) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn valid_file_loads_with_defaults_and_shorthands() {
+        let text = users_toml("home = \"bob\"\npermissions = \"read-only\"\n")
+            + "[users.amy]\npassword = \""
+            + SOME_HASH
+            + "\"\nhome = \"shared/amy\"\npermissions = [\"list\", \"upload\"]\nenabled = false\n\
+               allowed_networks = [\"10.0.0.0/8\", \"192.0.2.7\"]\n";
+        let users = UsersFile::parse(&text, Path::new("u.toml")).expect("valid");
+        let bob = users.get("bob").expect("bob");
+        assert_eq!(bob.home, PathBuf::from("bob"));
+        assert_eq!(bob.permissions, Permissions::READ_ONLY);
+        assert!(bob.enabled, "enabled defaults to true");
+        assert!(bob.allowed_networks.is_empty());
+        let amy = users.get("amy").expect("amy");
+        assert!(!amy.enabled);
+        assert!(amy.permissions.list && amy.permissions.upload && !amy.permissions.delete);
+        assert!(amy.allows_ip("10.1.2.3".parse().expect("ip")));
+        assert!(amy.allows_ip("192.0.2.7".parse().expect("ip")));
+        assert!(!amy.allows_ip("192.0.2.8".parse().expect("ip")));
+        assert!(
+            amy.allows_ip("::ffff:10.0.0.1".parse().expect("ip")),
+            "IPv4-mapped IPv6 matches its IPv4 network"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_naming_file_user_and_field() {
+        let message = parse_error(&users_toml("hom = \"bob\"\npermissions = \"all\"\n"));
+        assert!(
+            message.starts_with("config/users.toml: user `bob`: field `hom`: unknown field"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_table_is_an_error() {
+        let message = parse_error("[user.bob]\nhome = \"bob\"\n");
+        assert!(message.contains("config/users.toml: line 1"), "{message}");
+        assert!(
+            message.contains("unknown top-level key `user`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn plaintext_or_non_argon2id_password_is_an_error() {
+        let message = parse_error(
+            "[users.bob]\npassword = \"hunter2\"\nhome = \"bob\"\npermissions = \"all\"\n",
+        );
+        assert!(
+            message.starts_with("config/users.toml: user `bob`: field `password`: not a PHC"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("hunter2"),
+            "never echo a password: {message}"
+        );
+    }
+
+    #[test]
+    fn absolute_home_is_an_error() {
+        let message = parse_error(&users_toml("home = \"/etc\"\npermissions = \"all\"\n"));
+        assert_eq!(
+            message,
+            "config/users.toml: user `bob`: field `home`: must be relative to the root, got \"/etc\""
+        );
+    }
+
+    #[test]
+    fn home_with_dot_dot_is_an_error() {
+        let message = parse_error(&users_toml(
+            "home = \"bob/../../x\"\npermissions = \"all\"\n",
+        ));
+        assert_eq!(
+            message,
+            "config/users.toml: user `bob`: field `home`: must not contain `..`, got \"bob/../../x\""
+        );
+    }
+
+    #[test]
+    fn missing_and_mistyped_fields_are_named() {
+        let message = parse_error(&users_toml("permissions = \"all\"\n"));
+        assert_eq!(
+            message,
+            "config/users.toml: user `bob`: field `home`: missing"
+        );
+        let message = parse_error(&users_toml(
+            "home = \"b\"\npermissions = \"all\"\nenabled = \"yes\"\n",
+        ));
+        assert!(
+            message.contains("field `enabled`: expected true or false"),
+            "{message}"
+        );
+        let message = parse_error(&users_toml("home = \"b\"\npermissions = [\"fly\"]\n"));
+        assert!(
+            message.contains("field `permissions`: unknown permission \"fly\""),
+            "{message}"
+        );
+        let message = parse_error(&users_toml(
+            "home = \"b\"\npermissions = \"all\"\nallowed_networks = [\"10.0.0.0/33\"]\n",
+        ));
+        assert!(message.contains("field `allowed_networks`"), "{message}");
+    }
+
+    #[test]
+    fn bad_user_names_are_errors() {
+        let message = parse_error(&format!(
+            "[users.\"bad name\"]\npassword = \"{SOME_HASH}\"\nhome = \"x\"\npermissions = \"all\"\n"
+        ));
+        assert!(
+            message.contains("user \"bad name\": invalid user name"),
+            "{message}"
+        );
+        let message = parse_error(&format!(
+            "[users.\"\"]\npassword = \"{SOME_HASH}\"\nhome = \"x\"\npermissions = \"all\"\n"
+        ));
+        assert!(message.contains("must not be empty"), "{message}");
+    }
+
+    #[test]
+    fn toml_syntax_error_names_file_and_line() {
+        let message = parse_error("# users\n\n[users.bob]\nhome = \"unterminated\n");
+        assert!(
+            message.starts_with("config/users.toml: line 4, column "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn missing_file_error_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.toml");
+        let message = UsersFile::load(&path).expect_err("missing").to_string();
+        assert!(message.contains("absent.toml"), "{message}");
+    }
+
+    #[test]
+    fn save_then_load_round_trips_every_field_and_keeps_other_users() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let mut users = UsersFile::new();
+        let custom = Permissions {
+            rename: true,
+            ..Permissions::READ_ONLY
+        };
+        users.insert(UserRecord {
+            name: "a.b".into(),
+            password_hash: hash_password("first").expect("hash"),
+            home: "homes/a.b".into(),
+            permissions: custom,
+            enabled: false,
+            allowed_networks: vec![
+                "10.0.0.0/8".parse().expect("net"),
+                "::1/128".parse().expect("net"),
+            ],
+        });
+        users.insert(UserRecord {
+            name: "carol".into(),
+            password_hash: SOME_HASH.into(),
+            home: ".".into(),
+            permissions: Permissions::ALL,
+            enabled: true,
+            allowed_networks: Vec::new(),
+        });
+        users.save(&path).expect("save");
+
+        let mut loaded = UsersFile::load(&path).expect("load");
+        assert_eq!(loaded.len(), 2);
+        let ab = loaded.get("a.b").expect("a.b");
+        assert_eq!(ab.permissions, custom);
+        assert!(!ab.enabled);
+        assert_eq!(ab.home, PathBuf::from("homes/a.b"));
+        assert_eq!(ab.allowed_networks.len(), 2);
+        assert!(verify_password(&ab.password_hash, "first"));
+
+        loaded.remove("carol");
+        loaded.save(&path).expect("save again");
+        let reloaded = UsersFile::load(&path).expect("load again");
+        assert!(reloaded.get("a.b").is_some() && reloaded.get("carol").is_none());
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with(USERS_FILE_HEADER));
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name() != "users.toml")
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "no temporary files left: {leftovers:?}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn save_creates_owner_only_files_and_keeps_existing_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        UsersFile::new().save(&path).expect("save");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+        UsersFile::new().save(&path).expect("save");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_hash() {
+        let record = UserRecord {
+            name: "bob".into(),
+            password_hash: SOME_HASH.into(),
+            home: "bob".into(),
+            permissions: Permissions::ALL,
+            enabled: true,
+            allowed_networks: Vec::new(),
+        };
+        assert!(!format!("{record:?}").contains("argon2"));
+    }
+
+    #[test]
+    fn shipped_users_file_loads_and_demo_password_verifies() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/users.toml");
+        let users = UsersFile::load(&path).expect("shipped users file");
+        let demo = users.get("demo").expect("demo user");
+        assert!(verify_password(
+            &demo.password_hash,
+            PUBLISHED_DEMO_PASSWORD
+        ));
+        assert_eq!(demo.home, PathBuf::from("demo"));
+        assert_eq!(demo.permissions, Permissions::ALL);
+        assert!(demo.enabled);
+        assert!(demo.allows_ip("127.0.0.1".parse().expect("ip")));
+        assert!(demo.allows_ip("::1".parse().expect("ip")));
+        assert!(!demo.allows_ip("192.0.2.1".parse().expect("ip")));
+    }
 }

@@ -16,14 +16,21 @@ fn previous_version(server: &TestServer, name: &str) {
 }
 
 fn temporaries_in(dir: &Path) -> Vec<String> {
-    names_on_disk(dir).into_iter().filter(|n| n.starts_with(".ferry-upload-")).collect()
+    names_on_disk(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".ferry-upload-"))
+        .collect()
 }
 
 /// Waits (bounded) until the server has removed every temporary in `dir`.
 async fn until_no_temporaries(dir: &Path) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !temporaries_in(dir).is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "temporaries left: {:?}", temporaries_in(dir));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "temporaries left: {:?}",
+            temporaries_in(dir)
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -37,11 +44,17 @@ async fn upload_reset_midway_leaves_previous_version_intact() {
     raw.expect("STOR doc.bin", 150).await;
     data.write_all(&pattern(3 * 1024 * 1024)).await.unwrap();
     // SO_LINGER 0: close() sends RST, as a crashed network path would.
-    data.set_linger(Some(Duration::ZERO)).unwrap();
+    data.set_zero_linger().unwrap();
     drop(data);
     let (code, text) = raw.reply().await;
-    assert!(code == 426 || code == 451, "reply after a reset upload: {text}");
-    assert_eq!(std::fs::read(server.home("alice").join("doc.bin")).unwrap(), ORIGINAL);
+    assert!(
+        code == 426 || code == 451,
+        "reply after a reset upload: {text}"
+    );
+    assert_eq!(
+        std::fs::read(server.home("alice").join("doc.bin")).unwrap(),
+        ORIGINAL
+    );
     until_no_temporaries(&server.home("alice")).await;
     raw.expect("NOOP", 200).await;
 }
@@ -61,7 +74,10 @@ async fn upload_whose_client_vanished_leaves_previous_version_intact() {
     data.shutdown().await.unwrap();
     drop(data);
     until_no_temporaries(&server.home("alice")).await;
-    assert_eq!(std::fs::read(server.home("alice").join("doc.bin")).unwrap(), ORIGINAL);
+    assert_eq!(
+        std::fs::read(server.home("alice").join("doc.bin")).unwrap(),
+        ORIGINAL
+    );
 }
 
 #[tokio::test]
@@ -78,7 +94,10 @@ async fn abor_during_upload_leaves_previous_version_intact() {
     drop(data);
     raw.expect("NOOP", 200).await;
     until_no_temporaries(&server.home("alice")).await;
-    assert_eq!(std::fs::read(server.home("alice").join("doc.bin")).unwrap(), ORIGINAL);
+    assert_eq!(
+        std::fs::read(server.home("alice").join("doc.bin")).unwrap(),
+        ORIGINAL
+    );
 }
 
 #[tokio::test]
@@ -105,8 +124,14 @@ async fn upload_in_progress_is_invisible_until_complete() {
         watcher.expect(command, 150).await;
         let listing = String::from_utf8(read_all(listing_socket).await).unwrap();
         assert_eq!(watcher.reply().await.0, 226);
-        assert!(!listing.contains(".ferry-upload-"), "{command} shows a temporary: {listing}");
-        assert!(!listing.contains("incoming.bin"), "{command} shows an unfinished upload: {listing}");
+        assert!(
+            !listing.contains(".ferry-upload-"),
+            "{command} shows a temporary: {listing}"
+        );
+        assert!(
+            !listing.contains("incoming.bin"),
+            "{command} shows an unfinished upload: {listing}"
+        );
     }
     watcher.expect("SIZE incoming.bin", 550).await;
 
@@ -126,7 +151,7 @@ async fn failed_first_upload_leaves_no_file_at_all() {
     let mut data = raw.epsv(server.addr).await;
     raw.expect("STOR never.bin", 150).await;
     data.write_all(&pattern(100_000)).await.unwrap();
-    data.set_linger(Some(Duration::ZERO)).unwrap();
+    data.set_zero_linger().unwrap();
     drop(data);
     let (code, _) = raw.reply().await;
     assert!(code == 426 || code == 451);

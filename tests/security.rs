@@ -29,7 +29,11 @@ fn user_without(missing: &'static str) -> Vec<TestUser> {
             .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
-    vec![TestUser { name: "limited", permissions, extra: "" }]
+    vec![TestUser {
+        name: "limited",
+        permissions,
+        extra: "",
+    }]
 }
 
 /// Starts a server whose user `limited` lacks `missing`, with a file and a directory in place.
@@ -122,7 +126,11 @@ async fn read_only_user_can_list_and_download_only() {
     std::fs::write(server.home("reader").join("doc.txt"), b"readable").unwrap();
     let mut ftp = server.login("reader").await;
     assert_eq!(common::download(&mut ftp, "doc.txt").await, b"readable");
-    assert!(ftp.put_file("x.txt", &mut std::io::Cursor::new(b"x".to_vec())).await.is_err());
+    assert!(
+        ftp.put_file("x.txt", &mut std::io::Cursor::new(b"x".to_vec()))
+            .await
+            .is_err()
+    );
     assert!(ftp.rm("doc.txt").await.is_err());
     assert!(ftp.mkdir("d").await.is_err());
     assert!(server.home("reader").join("doc.txt").exists());
@@ -137,7 +145,13 @@ async fn parent_and_absolute_paths_stay_inside_the_home() {
     std::fs::create_dir_all(server.home("reader")).unwrap();
     std::fs::write(server.home("reader").join("theirs.txt"), b"other user").unwrap();
     let mut raw = server.raw_login("alice").await;
-    for path in ["../secret.txt", "/../secret.txt", "../../../../etc/passwd", "/etc/passwd", "../reader/theirs.txt"] {
+    for path in [
+        "../secret.txt",
+        "/../secret.txt",
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "../reader/theirs.txt",
+    ] {
         let data = raw.epsv(server.addr).await;
         raw.expect(format!("RETR {path}"), 150).await;
         assert!(read_all(data).await.is_empty(), "RETR {path} returned data");
@@ -154,7 +168,10 @@ async fn parent_and_absolute_paths_stay_inside_the_home() {
     assert_eq!(raw.reply().await.0, 226);
     assert!(!server.root.join("escaped.txt").exists());
     assert!(!server.root.parent().unwrap().join("escaped.txt").exists());
-    assert_eq!(std::fs::read(server.home("alice").join("escaped.txt")).unwrap(), b"inside");
+    assert_eq!(
+        std::fs::read(server.home("alice").join("escaped.txt")).unwrap(),
+        b"inside"
+    );
 }
 
 #[tokio::test]
@@ -171,13 +188,22 @@ async fn symlinks_out_of_the_home_cannot_be_read_or_written_through() {
     std::os::unix::fs::symlink("../../outside", home.join("relative-out")).unwrap();
     let mut raw = server.raw_login("alice").await;
 
-    for path in ["etc-link/passwd", "out-file", "out-dir/target.txt", "relative-out/target.txt"] {
+    for path in [
+        "etc-link/passwd",
+        "out-file",
+        "out-dir/target.txt",
+        "relative-out/target.txt",
+    ] {
         let data = raw.epsv(server.addr).await;
         raw.expect(format!("RETR {path}"), 150).await;
         assert!(read_all(data).await.is_empty(), "RETR {path} leaked data");
         assert_eq!(raw.reply().await.0, 550, "RETR {path}");
     }
-    for path in ["out-dir/written.txt", "etc-link/ferry-test", "relative-out/written.txt"] {
+    for path in [
+        "out-dir/written.txt",
+        "etc-link/ferry-test",
+        "relative-out/written.txt",
+    ] {
         let mut data = raw.epsv(server.addr).await;
         raw.expect(format!("STOR {path}"), 150).await;
         let _ = data.write_all(b"through a link").await;
@@ -186,7 +212,10 @@ async fn symlinks_out_of_the_home_cannot_be_read_or_written_through() {
     }
     assert!(!outside.join("written.txt").exists());
     assert!(!std::path::Path::new("/etc/ferry-test").exists());
-    assert_eq!(std::fs::read(outside.join("target.txt")).unwrap(), b"outside secret");
+    assert_eq!(
+        std::fs::read(outside.join("target.txt")).unwrap(),
+        b"outside secret"
+    );
     raw.expect("CWD out-dir", 550).await;
     raw.expect("CWD etc-link", 550).await;
     raw.expect("SIZE out-file", 550).await;
@@ -202,7 +231,10 @@ async fn symlinks_inside_the_home_work() {
     std::fs::write(home.join("real/data.txt"), b"linked").unwrap();
     std::os::unix::fs::symlink("real", home.join("alias")).unwrap();
     let mut ftp = server.login("alice").await;
-    assert_eq!(common::download(&mut ftp, "alias/data.txt").await, b"linked");
+    assert_eq!(
+        common::download(&mut ftp, "alias/data.txt").await,
+        b"linked"
+    );
 }
 
 #[tokio::test]

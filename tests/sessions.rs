@@ -9,28 +9,40 @@ use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_sessions_round_trip_distinct_files() {
-    let server = TestServer::start_with(|c| c.max_sessions_per_ip = 100, &common::default_users()).await;
+    let server =
+        TestServer::start_with(|c| c.max_sessions_per_ip = 100, &common::default_users()).await;
     let mut sessions = tokio::task::JoinSet::new();
     for i in 0..50usize {
         let addr = server.addr;
         sessions.spawn(async move {
-            let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(addr).await.expect("connect");
+            let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(addr)
+                .await
+                .expect("connect");
             ftp.set_mode(suppaftp::Mode::ExtendedPassive);
             ftp.login("alice", common::PASSWORD).await.expect("login");
-            ftp.transfer_type(suppaftp::types::FileType::Binary).await.unwrap();
+            ftp.transfer_type(suppaftp::types::FileType::Binary)
+                .await
+                .unwrap();
             let name = format!("session-{i}.bin");
             let mut content = pattern(64 * 1024 + i);
             content[0] = i as u8;
-            ftp.put_file(&name, &mut Cursor::new(content.clone())).await.expect("upload");
+            ftp.put_file(&name, &mut Cursor::new(content.clone()))
+                .await
+                .expect("upload");
             let back = download(&mut ftp, &name).await;
             assert!(back == content, "session {i} got different bytes back");
             ftp.quit().await.unwrap();
             (name, content)
         });
     }
-    let results = tokio::time::timeout(Duration::from_secs(120), sessions.join_all()).await.expect("50 sessions finish");
+    let results = tokio::time::timeout(Duration::from_secs(120), sessions.join_all())
+        .await
+        .expect("50 sessions finish");
     for (name, content) in results {
-        assert!(std::fs::read(server.home("alice").join(&name)).unwrap() == content, "{name} on disk");
+        assert!(
+            std::fs::read(server.home("alice").join(&name)).unwrap() == content,
+            "{name} on disk"
+        );
     }
 }
 
@@ -52,18 +64,26 @@ async fn connections_past_the_session_limit_get_421() {
         if fresh.greeting.0 == 220 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the freed place was never reused");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed place was never reused"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[tokio::test]
 async fn connections_past_the_per_ip_limit_get_421() {
-    let server = TestServer::start_with(|c| c.max_sessions_per_ip = 1, &common::default_users()).await;
+    let server =
+        TestServer::start_with(|c| c.max_sessions_per_ip = 1, &common::default_users()).await;
     let mut first = server.raw_login("alice").await;
     let second = server.raw().await;
     assert_eq!(second.greeting.0, 421);
-    assert!(second.greeting.1.contains("your address"), "{:?}", second.greeting);
+    assert!(
+        second.greeting.1.contains("your address"),
+        "{:?}",
+        second.greeting
+    );
     first.expect("NOOP", 200).await;
 }
 
@@ -84,7 +104,10 @@ async fn graceful_shutdown_lets_a_running_upload_finish() {
     // New connections are no longer accepted.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(server.addr).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "server still accepting after shutdown");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server still accepting after shutdown"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The running upload completes and is stored whole.
@@ -101,18 +124,20 @@ async fn users_file_reload_adds_users_without_dropping_sessions() {
     let server = TestServer::start().await;
     let mut existing = server.raw_login("alice").await;
     let mut users = common::default_users();
-    users.push(TestUser { name: "newcomer", permissions: common::ALL, extra: "" });
+    users.push(TestUser {
+        name: "newcomer",
+        permissions: common::ALL,
+        extra: "",
+    });
     common::write_users_file(&server.users_file, &users);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut ftp = server.connect().await;
-        if ftp.login("newcomer", common::PASSWORD).await.is_ok() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the new user never became valid");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(15), server.users.wait_for_generation(1))
+        .await
+        .expect("the users file is reloaded");
+    let mut ftp = server.connect().await;
+    ftp.login("newcomer", common::PASSWORD)
+        .await
+        .expect("the new user logs in");
     existing.expect("NOOP", 200).await;
 }
 
@@ -120,10 +145,14 @@ async fn users_file_reload_adds_users_without_dropping_sessions() {
 async fn broken_users_file_keeps_the_old_users() {
     let server = TestServer::start().await;
     std::fs::write(&server.users_file, "this is [not toml").unwrap();
-    // Give the reloader a few chances to (fail to) pick it up; the old users must still work.
-    for _ in 0..3 {
-        let mut ftp = server.connect().await;
-        ftp.login("alice", common::PASSWORD).await.expect("old users stay loaded");
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        server.users.wait_for_failed_reloads(1),
+    )
+    .await
+    .expect("the broken file is noticed");
+    let mut ftp = server.connect().await;
+    ftp.login("alice", common::PASSWORD)
+        .await
+        .expect("old users stay loaded");
 }

@@ -20,7 +20,11 @@ async fn curl_uploads_lists_downloads_and_deletes() {
     let source = dir.path().join("source.bin");
     let content = pattern(3 * 1024 * 1024 + 11);
     std::fs::write(&source, &content).unwrap();
-    let base = format!("ftp://alice:{}@{}/", PASSWORD.replace(' ', "%20"), server.addr);
+    let base = format!(
+        "ftp://alice:{}@{}/",
+        PASSWORD.replace(' ', "%20"),
+        server.addr
+    );
 
     let upload = tokio::task::spawn_blocking({
         let (source, url) = (source.clone(), format!("{base}curl.bin"));
@@ -28,7 +32,11 @@ async fn curl_uploads_lists_downloads_and_deletes() {
     })
     .await
     .unwrap();
-    assert!(upload.status.success(), "curl upload: {}", String::from_utf8_lossy(&upload.stderr));
+    assert!(
+        upload.status.success(),
+        "curl upload: {}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
     assert!(std::fs::read(server.home("alice").join("curl.bin")).unwrap() == content);
 
     let listing = tokio::task::spawn_blocking({
@@ -38,7 +46,12 @@ async fn curl_uploads_lists_downloads_and_deletes() {
     .await
     .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    assert!(listing.lines().any(|l| l.ends_with(" curl.bin") && l.contains(&content.len().to_string())), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.ends_with(" curl.bin") && l.contains(&content.len().to_string())),
+        "{listing}"
+    );
 
     let target = dir.path().join("downloaded.bin");
     let download = tokio::task::spawn_blocking({
@@ -47,7 +60,11 @@ async fn curl_uploads_lists_downloads_and_deletes() {
     })
     .await
     .unwrap();
-    assert!(download.status.success(), "curl download: {}", String::from_utf8_lossy(&download.stderr));
+    assert!(
+        download.status.success(),
+        "curl download: {}",
+        String::from_utf8_lossy(&download.stderr)
+    );
     assert!(std::fs::read(&target).unwrap() == content);
 
     let delete = tokio::task::spawn_blocking({
@@ -56,7 +73,11 @@ async fn curl_uploads_lists_downloads_and_deletes() {
     })
     .await
     .unwrap();
-    assert!(delete.status.success(), "curl DELE: {}", String::from_utf8_lossy(&delete.stderr));
+    assert!(
+        delete.status.success(),
+        "curl DELE: {}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
     assert!(!server.home("alice").join("curl.bin").exists());
 
     let refused = tokio::task::spawn_blocking({
@@ -65,5 +86,9 @@ async fn curl_uploads_lists_downloads_and_deletes() {
     })
     .await
     .unwrap();
-    assert_eq!(refused.status.code(), Some(67), "curl reports a login failure (exit 67)");
+    assert_eq!(
+        refused.status.code(),
+        Some(67),
+        "curl reports a login failure (exit 67)"
+    );
 }

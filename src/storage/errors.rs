@@ -6,7 +6,9 @@ use unftp_core::storage::{Error, ErrorKind};
 /// Maps a storage error to the libunftp error kind that selects the FTP reply code.
 pub fn to_ftp_error(error: StoreError) -> Error {
     let kind = match &error {
-        StoreError::NotFound | StoreError::NotAFile | StoreError::AlreadyExists => ErrorKind::PermanentFileNotAvailable, // 550
+        StoreError::NotFound | StoreError::NotAFile | StoreError::AlreadyExists => {
+            ErrorKind::PermanentFileNotAvailable
+        } // 550
         StoreError::Denied(_) | StoreError::NoHome => ErrorKind::PermissionDenied, // 550
         StoreError::NotADirectory => ErrorKind::PermanentDirectoryNotAvailable,    // 550
         StoreError::DirectoryNotEmpty => ErrorKind::PermanentDirectoryNotEmpty,    // 550

@@ -52,7 +52,10 @@ fn mode_string(mode: u32) -> String {
         (0o002, 'w'),
         (0o001, 'x'),
     ];
-    FLAGS.iter().map(|&(bit, flag)| if mode & bit != 0 { flag } else { '-' }).collect()
+    FLAGS
+        .iter()
+        .map(|&(bit, flag)| if mode & bit != 0 { flag } else { '-' })
+        .collect()
 }
 
 fn date_column(modified: Option<SystemTime>, now: SystemTime) -> String {
@@ -74,7 +77,12 @@ mod tests {
     use super::*;
 
     fn entry(kind: EntryKind, len: u64, mode: u32, modified: SystemTime) -> Entry {
-        Entry { kind, len, modified: Some(modified), mode }
+        Entry {
+            kind,
+            len,
+            modified: Some(modified),
+            mode,
+        }
     }
 
     #[test]
@@ -82,18 +90,32 @@ mod tests {
         let now = SystemTime::now();
         let old = now - Duration::from_secs(400 * 24 * 3600);
         let entries = vec![
-            ("notes.txt".to_owned(), entry(EntryKind::File, 1234, 0o644, now)),
-            ("archive".to_owned(), entry(EntryKind::Dir, 4096, 0o755, old)),
+            (
+                "notes.txt".to_owned(),
+                entry(EntryKind::File, 1234, 0o644, now),
+            ),
+            (
+                "archive".to_owned(),
+                entry(EntryKind::Dir, 4096, 0o755, old),
+            ),
         ];
         let text = String::from_utf8(long_format(&entries, now)).unwrap();
         let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("-rw-r--r--    1 ftp ftp          1234 "), "{}", lines[0]);
-        assert!(lines[0].ends_with(":") == false && lines[0].ends_with(" notes.txt"));
+        assert!(
+            lines[0].starts_with("-rw-r--r--    1 ftp ftp          1234 "),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].ends_with(" notes.txt"), "{}", lines[0]);
         assert!(lines[1].starts_with("drwxr-xr-x"), "{}", lines[1]);
         // Old entries show the year instead of the time of day.
         let year = DateTime::<Local>::from(old).format("%Y").to_string();
-        assert!(lines[1].contains(&format!(" {year} archive")), "{}", lines[1]);
+        assert!(
+            lines[1].contains(&format!(" {year} archive")),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]

@@ -55,7 +55,8 @@ impl Store for LocalStore {
 
     async fn entry(&self, path: &UserPath) -> Result<Entry, StoreError> {
         let path = path.clone();
-        self.blocking(move |home| Ok(entry_from(&home.metadata(path.relative())?))).await
+        self.blocking(move |home| Ok(entry_from(&home.metadata(path.relative())?)))
+            .await
     }
 
     async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
@@ -76,12 +77,14 @@ impl Store for LocalStore {
                 };
                 let entry = if metadata.is_symlink() {
                     // Follow the link only as far as the home allows; otherwise show the link.
-                    dir.metadata(&name).map(|m| entry_from(&m)).unwrap_or(Entry {
-                        kind: EntryKind::Symlink,
-                        len: 0,
-                        modified: None,
-                        mode: 0o777,
-                    })
+                    dir.metadata(&name)
+                        .map(|m| entry_from(&m))
+                        .unwrap_or(Entry {
+                            kind: EntryKind::Symlink,
+                            len: 0,
+                            modified: None,
+                            mode: 0o777,
+                        })
                 } else {
                     entry_from(&metadata)
                 };
@@ -92,7 +95,12 @@ impl Store for LocalStore {
         .await
     }
 
-    async fn read_into<W>(&self, path: &UserPath, offset: u64, out: &mut W) -> Result<u64, StoreError>
+    async fn read_into<W>(
+        &self,
+        path: &UserPath,
+        offset: u64,
+        out: &mut W,
+    ) -> Result<u64, StoreError>
     where
         W: AsyncWrite + Unpin + Send + Sync + ?Sized,
     {
@@ -109,7 +117,12 @@ impl Store for LocalStore {
         Ok(transfer::send_file(file, offset, out).await?)
     }
 
-    async fn write_atomically<R>(&self, path: &UserPath, input: &mut R, gate: &dyn CommitGate) -> Result<u64, StoreError>
+    async fn write_atomically<R>(
+        &self,
+        path: &UserPath,
+        input: &mut R,
+        gate: &dyn CommitGate,
+    ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized,
     {
@@ -134,14 +147,20 @@ impl Store for LocalStore {
         Ok(received)
     }
 
-    async fn write_in_place<R>(&self, path: &UserPath, offset: u64, input: &mut R) -> Result<u64, StoreError>
+    async fn write_in_place<R>(
+        &self,
+        path: &UserPath,
+        offset: u64,
+        input: &mut R,
+    ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized,
     {
         let path = path.clone();
         let file = self
             .blocking(move |home| {
-                let file = home.open_with(path.relative(), OpenOptions::new().write(true).create(true))?;
+                let file =
+                    home.open_with(path.relative(), OpenOptions::new().write(true).create(true))?;
                 if !file.metadata()?.is_file() {
                     return Err(StoreError::NotAFile);
                 }
@@ -153,20 +172,25 @@ impl Store for LocalStore {
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {
         let path = path.clone();
-        self.blocking(move |home| Ok(home.remove_file(path.relative())?)).await
+        self.blocking(move |home| Ok(home.remove_file(path.relative())?))
+            .await
     }
 
     async fn create_dir(&self, path: &UserPath) -> Result<(), StoreError> {
         let path = path.clone();
-        self.blocking(move |home| Ok(home.create_dir(path.relative())?)).await
+        self.blocking(move |home| Ok(home.create_dir(path.relative())?))
+            .await
     }
 
     async fn remove_dir(&self, path: &UserPath) -> Result<(), StoreError> {
         if path.is_home() {
-            return Err(StoreError::Denied("the home directory cannot be removed".into()));
+            return Err(StoreError::Denied(
+                "the home directory cannot be removed".into(),
+            ));
         }
         let path = path.clone();
-        self.blocking(move |home| Ok(home.remove_dir(path.relative())?)).await
+        self.blocking(move |home| Ok(home.remove_dir(path.relative())?))
+            .await
     }
 
     async fn rename(&self, from: &UserPath, to: &UserPath) -> Result<(), StoreError> {
@@ -238,7 +262,8 @@ impl TemporaryUpload {
 
     /// Atomically replaces the final name with the complete upload.
     fn commit(mut self) -> Result<(), StoreError> {
-        self.dir.rename(&self.temp_name, &self.dir, &self.final_name)?;
+        self.dir
+            .rename(&self.temp_name, &self.dir, &self.final_name)?;
         self.committed = true;
         Ok(())
     }
@@ -267,7 +292,12 @@ pub fn remove_stale_temporaries(root: &Path) -> io::Result<usize> {
             };
             if file_type.is_dir() {
                 pending.push(entry.path());
-            } else if file_type.is_file() && entry.file_name().to_string_lossy().starts_with(UPLOAD_TEMP_PREFIX) {
+            } else if file_type.is_file()
+                && entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(UPLOAD_TEMP_PREFIX)
+            {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }

@@ -34,11 +34,21 @@ pub struct FerryStorage<S: Store = LocalStore> {
 
 impl<S: Store> FerryStorage<S> {
     pub fn new(store: S, session: Arc<SessionLink>, audit: AuditLog) -> Self {
-        FerryStorage { store, session, audit }
+        FerryStorage {
+            store,
+            session,
+            audit,
+        }
     }
 
     /// Resolves the client path and checks one permission; refusals are audited here.
-    fn authorize(&self, user: &FerryUser, op: Op, path: &Path, allowed: fn(&Permissions) -> bool) -> Result<UserPath, StoreError> {
+    fn authorize(
+        &self,
+        user: &FerryUser,
+        op: Op,
+        path: &Path,
+        allowed: fn(&Permissions) -> bool,
+    ) -> Result<UserPath, StoreError> {
         let resolved = resolve_user_path(path);
         let refusal = match &resolved {
             Err(error) => Some(error.to_string()),
@@ -46,7 +56,14 @@ impl<S: Store> FerryStorage<S> {
             Ok(_) => None,
         };
         if let Some(reason) = refusal {
-            self.record(user, op, &path.display().to_string(), None, Instant::now(), Outcome::Denied(reason.clone()));
+            self.record(
+                user,
+                op,
+                &path.display().to_string(),
+                None,
+                Instant::now(),
+                Outcome::Denied(reason.clone()),
+            );
             return Err(match resolved {
                 Err(error) => StoreError::BadName(error),
                 Ok(_) => StoreError::Denied(reason),
@@ -56,7 +73,15 @@ impl<S: Store> FerryStorage<S> {
     }
 
     /// Writes the audit record of a finished operation.
-    fn record(&self, user: &FerryUser, op: Op, path: &str, bytes: Option<u64>, started: Instant, outcome: Outcome) {
+    fn record(
+        &self,
+        user: &FerryUser,
+        op: Op,
+        path: &str,
+        bytes: Option<u64>,
+        started: Instant,
+        outcome: Outcome,
+    ) {
         self.audit.record(AuditRecord {
             op,
             user: &user.name,
@@ -69,7 +94,15 @@ impl<S: Store> FerryStorage<S> {
     }
 
     /// Audits `result` and converts it for libunftp.
-    fn finish<T>(&self, user: &FerryUser, op: Op, path: &UserPath, started: Instant, result: Result<T, StoreError>, bytes: impl Fn(&T) -> Option<u64>) -> ftp::Result<T> {
+    fn finish<T>(
+        &self,
+        user: &FerryUser,
+        op: Op,
+        path: &UserPath,
+        started: Instant,
+        result: Result<T, StoreError>,
+        bytes: impl Fn(&T) -> Option<u64>,
+    ) -> ftp::Result<T> {
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(StoreError::Denied(reason)) => Outcome::Denied(reason.clone()),
@@ -104,8 +137,21 @@ struct AuditIfAbandoned<'a, S: Store> {
 }
 
 impl<'a, S: Store> AuditIfAbandoned<'a, S> {
-    fn new(storage: &'a FerryStorage<S>, user: &'a FerryUser, op: Op, path: &'a UserPath, started: Instant) -> Self {
-        AuditIfAbandoned { storage, user, op, path, started, armed: true }
+    fn new(
+        storage: &'a FerryStorage<S>,
+        user: &'a FerryUser,
+        op: Op,
+        path: &'a UserPath,
+        started: Instant,
+    ) -> Self {
+        AuditIfAbandoned {
+            storage,
+            user,
+            op,
+            path,
+            started,
+            armed: true,
+        }
     }
 
     fn disarm(mut self) {
@@ -117,7 +163,14 @@ impl<S: Store> Drop for AuditIfAbandoned<'_, S> {
     fn drop(&mut self) {
         if self.armed {
             let outcome = Outcome::Failed("transfer aborted".into());
-            self.storage.record(self.user, self.op, &self.path.to_string(), None, self.started, outcome);
+            self.storage.record(
+                self.user,
+                self.op,
+                &self.path.to_string(),
+                None,
+                self.started,
+                outcome,
+            );
         }
     }
 }
@@ -128,7 +181,9 @@ struct ControlConnectionGate<'a>(&'a SessionLink);
 impl CommitGate for ControlConnectionGate<'_> {
     fn may_commit(&self) -> Result<(), StoreError> {
         if self.0.control_closed() {
-            Err(StoreError::Interrupted("control connection closed before the upload completed".into()))
+            Err(StoreError::Interrupted(
+                "control connection closed before the upload completed".into(),
+            ))
         } else {
             Ok(())
         }
@@ -153,7 +208,9 @@ impl ftp::Metadata for FileMeta {
         self.0.kind == EntryKind::Symlink
     }
     fn modified(&self) -> ftp::Result<SystemTime> {
-        self.0.modified.ok_or_else(|| ftp::ErrorKind::LocalError.into())
+        self.0
+            .modified
+            .ok_or_else(|| ftp::ErrorKind::LocalError.into())
     }
     fn gid(&self) -> u32 {
         0
@@ -185,16 +242,30 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
     }
 
     /// Serves SIZE (and MDTM, MLST, RNFR, APPE's offset, which libunftp asks the same way).
-    async fn metadata<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<FileMeta> {
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FerryUser,
+        path: P,
+    ) -> ftp::Result<FileMeta> {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Size, path.as_ref(), |p| p.list).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Size, path.as_ref(), |p| p.list)
+            .map_err(errors::to_ftp_error)?;
         let result = self.store.entry(&path).await.map(FileMeta);
-        self.finish(user, Op::Size, &path, started, result, |meta| Some(meta.0.len))
+        self.finish(user, Op::Size, &path, started, result, |meta| {
+            Some(meta.0.len)
+        })
     }
 
-    async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FerryUser,
+        path: P,
+    ) -> ftp::Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
+            .map_err(errors::to_ftp_error)?;
         let result = self.store.list(&path).await.map(|entries| {
             entries
                 .into_iter()
@@ -212,9 +283,16 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         P: AsRef<Path> + Send + Debug,
     {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list).map_err(errors::to_ftp_error)?;
-        let result = self.list_entries_or_file(&path).await.map(|entries| listing::long_format(&entries, SystemTime::now()));
-        let result = self.finish(user, Op::Ls, &path, started, result, |text| Some(text.len() as u64));
+        let path = self
+            .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
+            .map_err(errors::to_ftp_error)?;
+        let result = self
+            .list_entries_or_file(&path)
+            .await
+            .map(|entries| listing::long_format(&entries, SystemTime::now()));
+        let result = self.finish(user, Op::Ls, &path, started, result, |text| {
+            Some(text.len() as u64)
+        });
         result.map(std::io::Cursor::new)
     }
 
@@ -223,36 +301,61 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         P: AsRef<Path> + Send + Debug,
     {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list).map_err(std::io::Error::other)?;
-        let result = self.list_entries_or_file(&path).await.map(|entries| listing::names(&entries));
-        self.finish(user, Op::Ls, &path, started, result, |text| Some(text.len() as u64))
-            .map(std::io::Cursor::new)
-            .map_err(std::io::Error::other)
+        let path = self
+            .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
+            .map_err(std::io::Error::other)?;
+        let result = self
+            .list_entries_or_file(&path)
+            .await
+            .map(|entries| listing::names(&entries));
+        self.finish(user, Op::Ls, &path, started, result, |text| {
+            Some(text.len() as u64)
+        })
+        .map(std::io::Cursor::new)
+        .map_err(std::io::Error::other)
     }
 
-    async fn get_into<'a, P, W: ?Sized>(&self, user: &FerryUser, path: P, start_pos: u64, output: &'a mut W) -> ftp::Result<u64>
+    async fn get_into<'a, P, W: ?Sized>(
+        &self,
+        user: &FerryUser,
+        path: P,
+        start_pos: u64,
+        output: &'a mut W,
+    ) -> ftp::Result<u64>
     where
         W: tokio::io::AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Download, path.as_ref(), |p| p.download).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Download, path.as_ref(), |p| p.download)
+            .map_err(errors::to_ftp_error)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Download, &path, started);
         let result = match self.session.begin_transfer() {
             Ok(_transfer) => self.store.read_into(&path, start_pos, output).await,
             Err(refused) => Err(refused),
         };
         abandoned.disarm();
-        self.finish(user, Op::Download, &path, started, result, |sent| Some(*sent))
+        self.finish(user, Op::Download, &path, started, result, |sent| {
+            Some(*sent)
+        })
     }
 
     /// Not used: downloads go through `get_into`, and SITE MD5 (the only other caller) is not
     /// offered by this backend.
-    async fn get<P: AsRef<Path> + Send + Debug>(&self, _user: &FerryUser, _path: P, _start_pos: u64) -> ftp::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &FerryUser,
+        _path: P,
+        _start_pos: u64,
+    ) -> ftp::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
         Err(ftp::ErrorKind::CommandNotImplemented.into())
     }
 
-    async fn put<P: AsRef<Path> + Send + Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+    async fn put<
+        P: AsRef<Path> + Send + Debug,
+        R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static,
+    >(
         &self,
         user: &FerryUser,
         mut input: R,
@@ -260,7 +363,9 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         start_pos: u64,
     ) -> ftp::Result<u64> {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Upload, path.as_ref(), |p| p.upload)
+            .map_err(errors::to_ftp_error)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
         let result = async {
             self.check_overwrite(user, &path).await?;
@@ -271,32 +376,57 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             } else {
                 // REST+STOR resumes into the existing file: the documented exception to
                 // atomic replacement (the partial file is what the client resumes).
-                self.store.write_in_place(&path, start_pos, &mut input).await
+                self.store
+                    .write_in_place(&path, start_pos, &mut input)
+                    .await
             }
         }
         .await;
         abandoned.disarm();
-        self.finish(user, Op::Upload, &path, started, result, |received| Some(*received))
+        self.finish(user, Op::Upload, &path, started, result, |received| {
+            Some(*received)
+        })
     }
 
-    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<()> {
+    async fn del<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FerryUser,
+        path: P,
+    ) -> ftp::Result<()> {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Rm, path.as_ref(), |p| p.delete).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Rm, path.as_ref(), |p| p.delete)
+            .map_err(errors::to_ftp_error)?;
         let result = self.store.remove_file(&path).await;
         self.finish(user, Op::Rm, &path, started, result, |_| None)
     }
 
-    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<()> {
+    async fn mkd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FerryUser,
+        path: P,
+    ) -> ftp::Result<()> {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Mkdir, path.as_ref(), |p| p.mkdir).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Mkdir, path.as_ref(), |p| p.mkdir)
+            .map_err(errors::to_ftp_error)?;
         let result = self.store.create_dir(&path).await;
         self.finish(user, Op::Mkdir, &path, started, result, |_| None)
     }
 
-    async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, from: P, to: P) -> ftp::Result<()> {
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FerryUser,
+        from: P,
+        to: P,
+    ) -> ftp::Result<()> {
         let started = Instant::now();
-        let from = self.authorize(user, Op::Rename, from.as_ref(), |p| p.rename).map_err(errors::to_ftp_error)?;
-        let to = self.authorize(user, Op::Rename, to.as_ref(), |p| p.rename).map_err(errors::to_ftp_error)?;
+        let from = self
+            .authorize(user, Op::Rename, from.as_ref(), |p| p.rename)
+            .map_err(errors::to_ftp_error)?;
+        let to = self
+            .authorize(user, Op::Rename, to.as_ref(), |p| p.rename)
+            .map_err(errors::to_ftp_error)?;
         let result = async {
             self.check_overwrite(user, &to).await?;
             self.store.rename(&from, &to).await
@@ -312,16 +442,27 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         result.map_err(errors::to_ftp_error)
     }
 
-    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FerryUser, path: P) -> ftp::Result<()> {
+    async fn rmd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FerryUser,
+        path: P,
+    ) -> ftp::Result<()> {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Rmdir, path.as_ref(), |p| p.rmdir).map_err(errors::to_ftp_error)?;
+        let path = self
+            .authorize(user, Op::Rmdir, path.as_ref(), |p| p.rmdir)
+            .map_err(errors::to_ftp_error)?;
         let result = self.store.remove_dir(&path).await;
         self.finish(user, Op::Rmdir, &path, started, result, |_| None)
     }
 
     /// One stat: the target must be a directory inside the home.
-    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _user: &FerryUser, path: P) -> ftp::Result<()> {
-        let path = resolve_user_path(path.as_ref()).map_err(|error| errors::to_ftp_error(error.into()))?;
+    async fn cwd<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &FerryUser,
+        path: P,
+    ) -> ftp::Result<()> {
+        let path =
+            resolve_user_path(path.as_ref()).map_err(|error| errors::to_ftp_error(error.into()))?;
         match self.store.entry(&path).await {
             Ok(entry) if entry.kind == EntryKind::Dir => Ok(()),
             Ok(_) => Err(errors::to_ftp_error(StoreError::NotADirectory)),
@@ -332,12 +473,18 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
 
 impl<S: Store> FerryStorage<S> {
     /// LIST and NLST of a file name list that one file, as `ls` does.
-    async fn list_entries_or_file(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+    async fn list_entries_or_file(
+        &self,
+        path: &UserPath,
+    ) -> Result<Vec<(String, Entry)>, StoreError> {
         let entry = self.store.entry(path).await?;
         if entry.kind == EntryKind::Dir {
             return self.store.list(path).await;
         }
-        let name = path.split_parent().map(|(_, name)| name.to_owned()).unwrap_or_default();
+        let name = path
+            .split_parent()
+            .map(|(_, name)| name.to_owned())
+            .unwrap_or_default();
         Ok(vec![(name, entry)])
     }
 }

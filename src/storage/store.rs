@@ -73,11 +73,17 @@ impl From<io::Error> for StoreError {
             (_, Some(libc::ENOTEMPTY)) => StoreError::DirectoryNotEmpty,
             (_, Some(libc::ENOTDIR)) => StoreError::NotADirectory,
             (_, Some(libc::EISDIR)) => StoreError::NotAFile,
-            (_, Some(libc::ELOOP)) => StoreError::Denied("too many levels of symbolic links".into()),
-            (_, Some(libc::EROFS)) => StoreError::Denied("read-only filesystem".into()),
-            (Kind::ConnectionReset | Kind::ConnectionAborted | Kind::BrokenPipe | Kind::UnexpectedEof, _) => {
-                StoreError::Interrupted(error.to_string())
+            (_, Some(libc::ELOOP)) => {
+                StoreError::Denied("too many levels of symbolic links".into())
             }
+            (_, Some(libc::EROFS)) => StoreError::Denied("read-only filesystem".into()),
+            (
+                Kind::ConnectionReset
+                | Kind::ConnectionAborted
+                | Kind::BrokenPipe
+                | Kind::UnexpectedEof,
+                _,
+            ) => StoreError::Interrupted(error.to_string()),
             _ => StoreError::Io(error),
         }
     }
@@ -102,19 +108,34 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError>;
 
     /// Sends a regular file from `offset` to `out`.
-    async fn read_into<W>(&self, path: &UserPath, offset: u64, out: &mut W) -> Result<u64, StoreError>
+    async fn read_into<W>(
+        &self,
+        path: &UserPath,
+        offset: u64,
+        out: &mut W,
+    ) -> Result<u64, StoreError>
     where
         W: AsyncWrite + Unpin + Send + Sync + ?Sized;
 
     /// Writes `input` to a staging area and, if it ends cleanly and `gate` agrees, replaces
     /// `path` with it in one atomic step. Otherwise nothing under `path` changes, also when
     /// this future is dropped midway (ABOR).
-    async fn write_atomically<R>(&self, path: &UserPath, input: &mut R, gate: &dyn CommitGate) -> Result<u64, StoreError>
+    async fn write_atomically<R>(
+        &self,
+        path: &UserPath,
+        input: &mut R,
+        gate: &dyn CommitGate,
+    ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;
 
     /// Writes `input` into `path` in place from `offset` (REST+STOR, APPE), creating it if needed.
-    async fn write_in_place<R>(&self, path: &UserPath, offset: u64, input: &mut R) -> Result<u64, StoreError>
+    async fn write_in_place<R>(
+        &self,
+        path: &UserPath,
+        offset: u64,
+        input: &mut R,
+    ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;
 

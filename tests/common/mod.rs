@@ -2,10 +2,12 @@
 //! users file, plus a raw FTP control client for the cases stock client libraries hide.
 #![allow(dead_code)]
 
+use ferry::auth::UserDirectory;
 use ferry::config::Config;
 use ferry::server::ServerError;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use suppaftp::tokio::AsyncFtpStream;
 use tempfile::TempDir;
@@ -24,13 +26,30 @@ pub struct TestUser {
     pub extra: &'static str,
 }
 
-pub const ALL: &[&str] = &["list", "download", "upload", "overwrite", "delete", "mkdir", "rmdir", "rename"];
+pub const ALL: &[&str] = &[
+    "list",
+    "download",
+    "upload",
+    "overwrite",
+    "delete",
+    "mkdir",
+    "rmdir",
+    "rename",
+];
 
 /// `alice` may do everything; `reader` may only list and download.
 pub fn default_users() -> Vec<TestUser> {
     vec![
-        TestUser { name: "alice", permissions: ALL, extra: "" },
-        TestUser { name: "reader", permissions: &["list", "download"], extra: "" },
+        TestUser {
+            name: "alice",
+            permissions: ALL,
+            extra: "",
+        },
+        TestUser {
+            name: "reader",
+            permissions: &["list", "download"],
+            extra: "",
+        },
     ]
 }
 
@@ -39,7 +58,11 @@ pub fn write_users_file(path: &Path, users: &[TestUser]) {
     let hash = ferry::password::hash_password(PASSWORD).expect("hash test password");
     let mut text = String::new();
     for user in users {
-        let permissions: Vec<String> = user.permissions.iter().map(|p| format!("\"{p}\"")).collect();
+        let permissions: Vec<String> = user
+            .permissions
+            .iter()
+            .map(|p| format!("\"{p}\""))
+            .collect();
         text.push_str(&format!(
             "[users.{name}]\npassword = \"{hash}\"\nhome = \"{name}\"\npermissions = [{perms}]\n{extra}\n",
             name = user.name,
@@ -53,6 +76,8 @@ pub fn write_users_file(path: &Path, users: &[TestUser]) {
 /// A running in-process server; dropped at the end of the test.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's users, to await reloads.
+    pub users: Arc<UserDirectory>,
     pub root: PathBuf,
     pub users_file: PathBuf,
     _dir: TempDir,
@@ -82,14 +107,18 @@ impl TestServer {
         config.shutdown_grace = Duration::from_secs(10);
         configure(&mut config);
         let logger = test_logger();
-        let server = ferry::server::start(config, logger).await.expect("server starts");
+        let server = ferry::server::start(config, logger)
+            .await
+            .expect("server starts");
         let addr = server.local_addr();
+        let users = server.authenticator().directory().clone();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = stop.await;
         }));
         TestServer {
             addr,
+            users,
             root,
             users_file,
             _dir: dir,
@@ -106,7 +135,9 @@ impl TestServer {
     pub async fn login(&self, user: &str) -> AsyncFtpStream {
         let mut ftp = self.connect().await;
         ftp.login(user, PASSWORD).await.expect("login");
-        ftp.transfer_type(suppaftp::types::FileType::Binary).await.expect("TYPE I");
+        ftp.transfer_type(suppaftp::types::FileType::Binary)
+            .await
+            .expect("TYPE I");
         ftp
     }
 
@@ -160,7 +191,10 @@ impl Drop for TestServer {
 
 fn test_logger() -> slog::Logger {
     match std::env::var("FERRY_TEST_LOG") {
-        Ok(level) => ferry::logging::build_logger(ferry::logging::LogFormat::Human, level.parse().unwrap_or(slog::Level::Info)),
+        Ok(level) => ferry::logging::build_logger(
+            ferry::logging::LogFormat::Human,
+            level.parse().unwrap_or(slog::Level::Info),
+        ),
         Err(_) => slog::Logger::root(slog::Discard, slog::o!()),
     }
 }
@@ -215,7 +249,10 @@ impl RawSession {
             .expect("read reply");
         assert!(read > 0, "connection closed while waiting for a reply");
         text.push_str(&line);
-        let code: u32 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
+        let code: u32 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("bad reply line {line:?}"));
         if line.as_bytes().get(3) == Some(&b'-') {
             let end = format!("{code} ");
             loop {
@@ -248,7 +285,9 @@ impl RawSession {
             .and_then(|rest| rest.split('|').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("bad EPSV reply {text}"));
-        TcpStream::connect(SocketAddr::new(server.ip(), port)).await.expect("connect data port")
+        TcpStream::connect(SocketAddr::new(server.ip(), port))
+            .await
+            .expect("connect data port")
     }
 
     /// True once the server has closed the control connection.
@@ -260,7 +299,12 @@ impl RawSession {
         )
     }
 
-    pub fn into_parts(self) -> (BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        BufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
         (self.reader, self.writer)
     }
 }
@@ -270,21 +314,30 @@ pub async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
     let mut stream = ftp.retr_as_stream(name).await.expect("RETR accepted");
     let mut data = Vec::new();
     stream.read_to_end(&mut data).await.expect("read download");
-    ftp.finalize_retr_stream(stream).await.expect("226 after RETR");
+    ftp.finalize_retr_stream(stream)
+        .await
+        .expect("226 after RETR");
     data
 }
 
 /// Reads a whole data connection.
 pub async fn read_all(mut data: TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    data.read_to_end(&mut out).await.expect("read data connection");
+    data.read_to_end(&mut out)
+        .await
+        .expect("read data connection");
     out
 }
 
 /// Lists the names in a directory on disk, sorted (includes hidden files).
 pub fn names_on_disk(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
