@@ -48,28 +48,22 @@ impl<S: Store> FerryStorage<S> {
         op: Op,
         path: &Path,
         allowed: fn(&Permissions) -> bool,
-    ) -> Result<UserPath, StoreError> {
-        let resolved = resolve_user_path(path);
-        let refusal = match &resolved {
-            Err(error) => Some(error.to_string()),
-            Ok(_) if !allowed(&user.permissions) => Some(format!("user may not {}", op.as_str())),
-            Ok(_) => None,
+    ) -> ftp::Result<UserPath> {
+        let refusal = match resolve_user_path(path) {
+            Ok(resolved) if allowed(&user.permissions) => return Ok(resolved),
+            Ok(_) => StoreError::Denied(format!("user may not {}", op.as_str())),
+            Err(error) => StoreError::BadName(error),
         };
-        if let Some(reason) = refusal {
-            self.record(
-                user,
-                op,
-                &path.display().to_string(),
-                None,
-                Instant::now(),
-                Outcome::Denied(reason.clone()),
-            );
-            return Err(match resolved {
-                Err(error) => StoreError::BadName(error),
-                Ok(_) => StoreError::Denied(reason),
-            });
-        }
-        resolved.map_err(StoreError::BadName)
+        let shown = path.display().to_string();
+        self.record(
+            user,
+            op,
+            &shown,
+            None,
+            Instant::now(),
+            outcome_of::<()>(&Err(&refusal)),
+        );
+        Err(errors::to_ftp_error(refusal))
     }
 
     /// Writes the audit record of a finished operation.
@@ -103,11 +97,7 @@ impl<S: Store> FerryStorage<S> {
         result: Result<T, StoreError>,
         bytes: impl Fn(&T) -> Option<u64>,
     ) -> ftp::Result<T> {
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(StoreError::Denied(reason)) => Outcome::Denied(reason.clone()),
-            Err(error) => Outcome::Failed(error.to_string()),
-        };
+        let outcome = outcome_of(&result.as_ref().map(|_| ()));
         let counted = result.as_ref().ok().and_then(&bytes);
         self.record(user, op, &path.to_string(), counted, started, outcome);
         result.map_err(errors::to_ftp_error)
@@ -123,6 +113,15 @@ impl<S: Store> FerryStorage<S> {
             Ok(_) => Err(StoreError::Denied("user may not overwrite".into())),
             Err(error) => Err(error),
         }
+    }
+}
+
+/// How an operation's result reads in the audit log.
+fn outcome_of<T>(result: &Result<T, &StoreError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(StoreError::Denied(reason)) => Outcome::Denied(reason.clone()),
+        Err(error) => Outcome::Failed(error.to_string()),
     }
 }
 
@@ -248,9 +247,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         path: P,
     ) -> ftp::Result<FileMeta> {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Size, path.as_ref(), |p| p.list)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Size, path.as_ref(), |p| p.list)?;
         let result = self.store.entry(&path).await.map(FileMeta);
         self.finish(user, Op::Size, &path, started, result, |meta| {
             Some(meta.0.len)
@@ -263,9 +260,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         path: P,
     ) -> ftp::Result<Vec<Fileinfo<PathBuf, FileMeta>>> {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list)?;
         let result = self.store.list(&path).await.map(|entries| {
             entries
                 .into_iter()
@@ -283,9 +278,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         P: AsRef<Path> + Send + Debug,
     {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list)?;
         let result = self
             .list_entries_or_file(&path)
             .await
@@ -327,9 +320,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         P: AsRef<Path> + Send + Debug,
     {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Download, path.as_ref(), |p| p.download)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Download, path.as_ref(), |p| p.download)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Download, &path, started);
         let result = match self.session.begin_transfer() {
             Ok(_transfer) => self.store.read_into(&path, start_pos, output).await,
@@ -363,9 +354,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         start_pos: u64,
     ) -> ftp::Result<u64> {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Upload, path.as_ref(), |p| p.upload)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
         let result = async {
             self.check_overwrite(user, &path).await?;
@@ -394,9 +383,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         path: P,
     ) -> ftp::Result<()> {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Rm, path.as_ref(), |p| p.delete)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Rm, path.as_ref(), |p| p.delete)?;
         let result = self.store.remove_file(&path).await;
         self.finish(user, Op::Rm, &path, started, result, |_| None)
     }
@@ -407,9 +394,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         path: P,
     ) -> ftp::Result<()> {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Mkdir, path.as_ref(), |p| p.mkdir)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Mkdir, path.as_ref(), |p| p.mkdir)?;
         let result = self.store.create_dir(&path).await;
         self.finish(user, Op::Mkdir, &path, started, result, |_| None)
     }
@@ -421,24 +406,16 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         to: P,
     ) -> ftp::Result<()> {
         let started = Instant::now();
-        let from = self
-            .authorize(user, Op::Rename, from.as_ref(), |p| p.rename)
-            .map_err(errors::to_ftp_error)?;
-        let to = self
-            .authorize(user, Op::Rename, to.as_ref(), |p| p.rename)
-            .map_err(errors::to_ftp_error)?;
+        let from = self.authorize(user, Op::Rename, from.as_ref(), |p| p.rename)?;
+        let to = self.authorize(user, Op::Rename, to.as_ref(), |p| p.rename)?;
         let result = async {
             self.check_overwrite(user, &to).await?;
             self.store.rename(&from, &to).await
         }
         .await;
-        let shown = UserPathPair(&from, &to);
-        let outcome = match &result {
-            Ok(()) => Outcome::Ok,
-            Err(StoreError::Denied(reason)) => Outcome::Denied(reason.clone()),
-            Err(error) => Outcome::Failed(error.to_string()),
-        };
-        self.record(user, Op::Rename, &shown.to_string(), None, started, outcome);
+        let shown = UserPathPair(&from, &to).to_string();
+        let outcome = outcome_of(&result.as_ref().map(|_| ()));
+        self.record(user, Op::Rename, &shown, None, started, outcome);
         result.map_err(errors::to_ftp_error)
     }
 
@@ -448,9 +425,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         path: P,
     ) -> ftp::Result<()> {
         let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Rmdir, path.as_ref(), |p| p.rmdir)
-            .map_err(errors::to_ftp_error)?;
+        let path = self.authorize(user, Op::Rmdir, path.as_ref(), |p| p.rmdir)?;
         let result = self.store.remove_dir(&path).await;
         self.finish(user, Op::Rmdir, &path, started, result, |_| None)
     }
