@@ -2,6 +2,8 @@
 //! users file, plus a raw FTP control client for the cases stock client libraries hide.
 #![allow(dead_code)]
 
+pub mod audit_capture;
+
 use ferry::auth::UserDirectory;
 use ferry::config::Config;
 use ferry::server::ServerError;
@@ -92,6 +94,15 @@ impl TestServer {
 
     /// Starts a server on 127.0.0.1 with an ephemeral port; `configure` may change any setting.
     pub async fn start_with(configure: impl FnOnce(&mut Config), users: &[TestUser]) -> TestServer {
+        Self::start_logging_to(configure, users, test_logger()).await
+    }
+
+    /// As `start_with`, with the server logging to `logger` (see `audit_capture`).
+    pub async fn start_logging_to(
+        configure: impl FnOnce(&mut Config),
+        users: &[TestUser],
+        logger: slog::Logger,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("create root");
@@ -106,7 +117,6 @@ impl TestServer {
         config.passive_ports = 40000..=44999;
         config.shutdown_grace = Duration::from_secs(10);
         configure(&mut config);
-        let logger = test_logger();
         let server = ferry::server::start(config, logger)
             .await
             .expect("server starts");
