@@ -49,10 +49,10 @@ impl slog::Drain for AuditCapture {
         let mut fields = Fields::new();
         let _ = slog::KV::serialize(&record.kv(), record, &mut Collect(&mut fields));
         let _ = slog::KV::serialize(values, record, &mut Collect(&mut fields));
-        if fields.get("audit").map(String::as_str) == Some("true") {
-            if let Ok(mut records) = self.records.lock() {
-                records.push(fields);
-            }
+        if fields.get("audit").map(String::as_str) == Some("true")
+            && let Ok(mut records) = self.records.lock()
+        {
+            records.push(fields);
         }
         Ok(())
     }
