@@ -269,7 +269,7 @@ where
 /// in fewer lines, so libunftp speaks only at warning unless debugging.
 fn library_logger(logger: &slog::Logger, level: slog::Level, client: SocketAddr) -> slog::Logger {
     let logger = logger.new(slog::o!("client" => client.to_string()));
-    if level.is_at_least(slog::Level::Debug) {
+    if matches!(level, slog::Level::Debug | slog::Level::Trace) {
         logger
     } else {
         slog::Logger::root(
