@@ -11,7 +11,7 @@
 use crate::audit::{Op, Outcome};
 use crate::limits::LimitReached;
 use prometheus::core::Collector;
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The content type of the text exposition format, for the `/metrics` response.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -186,10 +186,9 @@ impl Metrics {
             .set(i64::try_from(sessions_active).unwrap_or(i64::MAX));
         let mut families = self.registry.gather();
         families.extend(prometheus::gather());
-        let mut text = Vec::new();
-        TextEncoder::new().encode(&families, &mut text)?;
-        // The text encoder writes only UTF-8 (names are ASCII, help and labels are Rust strings).
-        Ok(String::from_utf8_lossy(&text).into_owned())
+        let mut text = String::new();
+        TextEncoder::new().encode_utf8(&families, &mut text)?;
+        Ok(text)
     }
 }
 
