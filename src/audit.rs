@@ -1,6 +1,8 @@
 //! Audit trail: one structured log record per client operation (the seed's vocabulary).
 
+use crate::metrics::Metrics;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An operation a client performed, named as in the seed programs (see the README mapping).
@@ -57,20 +59,30 @@ pub struct AuditRecord<'a> {
     pub outcome: Outcome,
 }
 
-/// Writes audit records to the structured log, tagged `audit = true` so they can be filtered.
+/// Writes audit records to the structured log, tagged `audit = true` so they can be filtered,
+/// and counts them in the metrics (clones share both).
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     logger: slog::Logger,
+    metrics: Arc<Metrics>,
 }
 
 impl AuditLog {
     pub fn new(logger: &slog::Logger) -> Self {
         AuditLog {
             logger: logger.new(slog::o!("audit" => true)),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
+    /// The metrics this log counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn record(&self, record: AuditRecord<'_>) {
+        self.metrics
+            .observe(record.op, &record.outcome, record.bytes);
         let (result, reason) = match &record.outcome {
             Outcome::Ok => ("ok", ""),
             Outcome::Denied(reason) => ("denied", reason.as_str()),

@@ -1,4 +1,4 @@
-//! Command-line interface: `ferry serve`, `ferry user ...`.
+//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry health`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::user_admin::UserCommand,
     },
+    /// GET a URL of the admin listener; exit 0 on 200 OK (container health checks).
+    Health(crate::health_check::HealthArgs),
 }
 
 /// The flags of `ferry serve`: `--config`, `--check-config`, and one flag per configuration key.
@@ -103,4 +105,7 @@ pub struct ServeArgs {
     /// Password hashes computed at once [default: 2 x number of CPUs]
     #[arg(long, value_name = "N")]
     pub max_concurrent_logins: Option<String>,
+    /// Admin HTTP listener for /metrics, /health and /ready [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_bind: Option<String>,
 }

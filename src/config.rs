@@ -93,6 +93,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Password hashes computed at once (`max_concurrent_logins`).
     pub max_concurrent_logins: usize,
+    /// Address of the admin HTTP listener (`/metrics`, `/health`, `/ready`); None when off
+    /// (`admin_bind`).
+    pub admin_bind: Option<SocketAddr>,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -120,6 +123,7 @@ impl Default for Config {
             anonymous_home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_concurrent_logins: default_max_concurrent_logins(),
+            admin_bind: None,
             source_file: None,
         }
     }
@@ -265,10 +269,11 @@ enum Key {
     AnonymousHome,
     ShutdownGrace,
     MaxConcurrentLogins,
+    AdminBind,
 }
 
 impl Key {
-    const ALL: [Key; 18] = [
+    const ALL: [Key; 19] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -287,6 +292,7 @@ impl Key {
         Key::AnonymousHome,
         Key::ShutdownGrace,
         Key::MaxConcurrentLogins,
+        Key::AdminBind,
     ];
 
     fn name(self) -> &'static str {
@@ -309,6 +315,7 @@ impl Key {
             Key::AnonymousHome => "anonymous_home",
             Key::ShutdownGrace => "shutdown_grace",
             Key::MaxConcurrentLogins => "max_concurrent_logins",
+            Key::AdminBind => "admin_bind",
         }
     }
 
@@ -352,6 +359,7 @@ fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.len()] {
             Key::MaxConcurrentLogins,
             args.max_concurrent_logins.as_deref(),
         ),
+        (Key::AdminBind, args.admin_bind.as_deref()),
     ]
 }
 
@@ -569,6 +577,7 @@ impl Settings {
             Key::AnonymousHome => config.anonymous_home = parse_anonymous_home(text(value)?)?,
             Key::ShutdownGrace => config.shutdown_grace = seconds(value, 0)?,
             Key::MaxConcurrentLogins => config.max_concurrent_logins = count(value, 1)?,
+            Key::AdminBind => config.admin_bind = Some(parse_bind(&text(value)?)?),
         }
         Ok(())
     }
@@ -913,6 +922,7 @@ mod tests {
         assert_eq!(config.anonymous_home, Path::new("anonymous"));
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert!(config.max_concurrent_logins >= 2);
+        assert_eq!(config.admin_bind, None);
         assert_eq!(config.source_file, None);
     }
 
@@ -960,7 +970,8 @@ mod tests {
              anonymous = true\n\
              anonymous_home = \"pub\"\n\
              shutdown_grace = 0\n\
-             max_concurrent_logins = 3\n",
+             max_concurrent_logins = 3\n\
+             admin_bind = \"127.0.0.1:9090\"\n",
         );
         let config = fixture.load_file(&file).expect("loads");
         assert_eq!(
@@ -986,6 +997,7 @@ mod tests {
                 anonymous_home: PathBuf::from("pub"),
                 shutdown_grace: Duration::ZERO,
                 max_concurrent_logins: 3,
+                admin_bind: Some("127.0.0.1:9090".parse().expect("address")),
                 source_file: Some(file),
             }
         );
@@ -1442,6 +1454,33 @@ mod tests {
         assert!(parse_log_level("verbose").is_err());
         assert_eq!(parse_log_format("json"), Ok(LogFormat::Json));
         assert!(parse_log_format("xml").is_err());
+    }
+
+    #[test]
+    fn admin_listener_is_set_by_env_or_flag_and_checked_like_bind() {
+        let fixture = Fixture::new();
+        let config = fixture
+            .load(&fixture.flags(&[]), &[("FERRY_ADMIN_BIND", "0.0.0.0:9090")])
+            .expect("loads");
+        assert_eq!(
+            config.admin_bind,
+            Some("0.0.0.0:9090".parse().expect("address"))
+        );
+        let config = fixture
+            .load(
+                &fixture.flags(&["--admin-bind", "[::1]:9191"]),
+                &[("FERRY_ADMIN_BIND", "0.0.0.0:9090")],
+            )
+            .expect("loads");
+        assert_eq!(
+            config.admin_bind,
+            Some("[::1]:9191".parse().expect("address"))
+        );
+        assert_eq!(
+            error_message(fixture.load(&fixture.flags(&["--admin-bind", "9090"]), &[])),
+            "flag --admin-bind: key `admin_bind`: \"9090\" is not an address ADDR:PORT \
+             (e.g. 127.0.0.1:2121 or [::]:2121)"
+        );
     }
 
     #[test]

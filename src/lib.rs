@@ -1,12 +1,15 @@
 //! Ferry: an FTP/FTPS server built on libunftp, with its own storage backend and authenticator.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod health_check;
 pub mod limits;
 pub mod logging;
 pub mod login_guard;
+pub mod metrics;
 pub mod passive;
 pub mod password;
 pub mod paths;

@@ -18,6 +18,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Health(args) => match ferry::health_check::check(&args.url) {
+            Ok(response) => {
+                println!("{}", response.body.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ferry health: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

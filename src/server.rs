@@ -6,6 +6,7 @@
 //! loop stops accepting, closes idle sessions with 421, lets running transfers finish within the
 //! grace period, then closes what is left.
 
+use crate::admin::{AdminError, AdminServer, Probes};
 use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
 use crate::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::config::Config;
@@ -51,6 +52,8 @@ pub enum ServerError {
     Session(String),
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error(
         "refusing to serve on {bind}: user(s) {users} still have the published demo password; set a new one with `ferry user passwd NAME` or bind to 127.0.0.1"
     )]
@@ -76,16 +79,20 @@ struct Shared<A> {
 pub struct FerryServer<A> {
     listener: TcpListener,
     shared: Arc<Shared<A>>,
+    /// The admin HTTP listener, when `admin_bind` is set; serves while `serve` runs.
+    admin: Option<AdminServer>,
 }
 
 impl<A> FerryServer<A>
 where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
 {
-    /// Cleans upload temporaries left by a crash and binds the control port.
+    /// Cleans upload temporaries left by a crash and binds the control port. `audit` is shared
+    /// with the authenticator, so that logins and file operations count in the same metrics.
     pub async fn bind(
         config: Config,
         authenticator: Arc<A>,
+        audit: AuditLog,
         logger: slog::Logger,
     ) -> Result<Self, ServerError> {
         let removed =
@@ -103,7 +110,7 @@ where
         let shared = Arc::new(Shared {
             limiter: SessionLimiter::new(config.max_sessions, config.max_sessions_per_ip),
             greeting: Box::leak(config.greeting.clone().into_boxed_str()),
-            audit: AuditLog::new(&logger),
+            audit,
             state: Arc::new(ServerState::default()),
             sessions: Mutex::new(HashMap::new()),
             next_session_id: AtomicU64::new(0),
@@ -111,11 +118,36 @@ where
             logger,
             config,
         });
-        Ok(FerryServer { listener, shared })
+        Ok(FerryServer {
+            listener,
+            shared,
+            admin: None,
+        })
+    }
+
+    /// Binds the admin HTTP listener on `addr`, reporting on this server and `users`.
+    pub async fn bind_admin(
+        &mut self,
+        addr: SocketAddr,
+        users: Arc<UserDirectory>,
+    ) -> Result<(), ServerError> {
+        let probes = Probes {
+            metrics: self.shared.audit.metrics().clone(),
+            limiter: self.shared.limiter.clone(),
+            state: self.shared.state.clone(),
+            users,
+        };
+        self.admin = Some(AdminServer::bind(addr, probes, self.shared.logger.clone()).await?);
+        Ok(())
     }
 
     pub fn authenticator(&self) -> &Arc<A> {
         &self.shared.authenticator
+    }
+
+    /// Where the admin listener listens, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(AdminServer::local_addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -126,7 +158,12 @@ where
 
     /// Serves until `shutdown` completes, then shuts down gracefully (see the module docs).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let FerryServer { listener, shared } = self;
+        let FerryServer {
+            listener,
+            shared,
+            admin,
+        } = self;
+        let admin = admin.map(AdminServer::spawn);
         slog::info!(shared.logger, "ferry listening"; "bind" => %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         let mut session_tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -146,6 +183,9 @@ where
         }
         drop(listener);
         drain_sessions(&shared, &mut session_tasks).await;
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
         Ok(())
     }
 }
@@ -177,6 +217,7 @@ fn admit<A>(
         Ok(permit) => permit,
         Err(limit) => {
             slog::warn!(shared.logger, "connection refused"; "client" => %client, "reason" => %limit);
+            shared.audit.metrics().connection_refused(limit);
             session_tasks.spawn(async move {
                 let mut stream = stream;
                 let _ = stream
@@ -256,6 +297,7 @@ where
         .idle_session_timeout(config.idle_timeout.as_secs())
         .active_passive_mode(mode)
         .binder(PassiveBinder)
+        .metrics()
         .logger(library_logger(
             &shared.logger,
             config.log_level,
@@ -355,13 +397,19 @@ pub async fn start(
         }
     }
     directory.spawn_reloader();
+    let audit = AuditLog::new(&logger);
     let authenticator = Arc::new(FerryAuthenticator::new(
-        directory,
+        directory.clone(),
         &config,
-        AuditLog::new(&logger),
+        audit.clone(),
         logger.clone(),
     ));
-    FerryServer::bind(config, authenticator, logger).await
+    let admin_bind = config.admin_bind;
+    let mut server = FerryServer::bind(config, authenticator, audit, logger).await?;
+    if let Some(addr) = admin_bind {
+        server.bind_admin(addr, directory).await?;
+    }
+    Ok(server)
 }
 
 /// Runs `ferry serve` until SIGINT/SIGTERM, then lets transfers finish within the grace period.

@@ -78,6 +78,8 @@ pub fn write_users_file(path: &Path, users: &[TestUser]) {
 /// A running in-process server; dropped at the end of the test.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin HTTP listener, when the test set `admin_bind`.
+    pub admin_addr: Option<SocketAddr>,
     /// The server's users, to await reloads.
     pub users: Arc<UserDirectory>,
     pub root: PathBuf,
@@ -121,6 +123,7 @@ impl TestServer {
             .await
             .expect("server starts");
         let addr = server.local_addr();
+        let admin_addr = server.admin_addr();
         let users = server.authenticator().directory().clone();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
@@ -128,6 +131,7 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            admin_addr,
             users,
             root,
             users_file,
