@@ -1,4 +1,4 @@
-//! Command-line interface: `ferry serve`, `ferry user ...`.
+//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry client URL`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::user_admin::UserCommand,
     },
+    /// Connect to an FTP or FTPS server (Ferry or any other) and run the seed's commands.
+    Client(crate::client::ClientArgs),
 }
 
 /// The flags of `ferry serve`: `--config`, `--check-config`, and one flag per configuration key.

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod limits;
 pub mod logging;

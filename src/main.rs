@@ -18,6 +18,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Client(args) => ferry::client::run(args),
     }
 }
 
