@@ -1,4 +1,4 @@
-//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry health`.
+//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry client URL`, `ferry health`.
 
 use std::path::PathBuf;
 
@@ -33,6 +33,8 @@ pub enum Command {
     },
     /// GET a URL of the admin listener; exit 0 on 200 OK (container health checks).
     Health(crate::health_check::HealthArgs),
+    /// Connect to an FTP or FTPS server (Ferry or any other) and run the seed's commands.
+    Client(crate::client::ClientArgs),
 }
 
 /// The flags of `ferry serve`: `--config`, `--check-config`, and one flag per configuration key.

@@ -1524,7 +1524,7 @@ mod tests {
             )
             .expect("config/ferry.toml loads");
         assert_eq!(config.bind, "127.0.0.1:2121".parse().expect("address"));
-        assert_eq!(config.passive_ports, 50000..=50100);
+        assert_eq!(config.passive_ports, 50000..=50099);
         let text = fs::read_to_string(&shipped).expect("read config/ferry.toml");
         for key in Key::ALL {
             let listed = text.lines().any(|line| {

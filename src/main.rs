@@ -28,6 +28,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Client(args) => ferry::client::run(args),
     }
 }
 
