@@ -147,6 +147,8 @@ pub struct PasswordVerifier {
 struct InFlight {
     now: AtomicUsize,
     peak: AtomicUsize,
+    /// Hashes computed in total: an unknown user must cost exactly one, like a wrong password.
+    total: AtomicUsize,
 }
 
 impl PasswordVerifier {
@@ -177,12 +179,18 @@ impl PasswordVerifier {
             let running = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
             in_flight.peak.fetch_max(running, Ordering::SeqCst);
             let matches = verify_password(&phc, &candidate);
+            in_flight.total.fetch_add(1, Ordering::SeqCst);
             in_flight.now.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
             matches
         });
         // A panicked hash (JoinError) is a refused login.
         verification.await.unwrap_or(false) && is_real_user
+    }
+
+    /// Hashes computed since this verifier was built.
+    pub fn hashes_computed(&self) -> usize {
+        self.in_flight.total.load(Ordering::SeqCst)
     }
 
     /// The most hashes that have ever run at once; never above `max_concurrent_hashes`.
@@ -194,7 +202,6 @@ impl PasswordVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn hash_then_verify_accepts_the_password_and_nothing_else() {
@@ -279,23 +286,24 @@ mod tests {
         assert!((1..=2).contains(&peak), "peak {peak}");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn unknown_user_costs_about_as_much_as_a_wrong_password() {
+    /// Equal cost without a timing assertion (which flakes on a loaded machine): both paths
+    /// compute exactly one argon2 hash, and the dummy hash has the live parameters (tested
+    /// above), so both cost the same.
+    #[tokio::test]
+    async fn unknown_user_costs_one_hash_like_a_wrong_password() {
         let verifier = PasswordVerifier::new(1);
         let phc = hash_password("pw").expect("hash");
-        let mut wrong = Vec::new();
-        let mut unknown = Vec::new();
-        for _ in 0..3 {
-            let start = Instant::now();
-            verifier.verify(Some(&phc), "nope").await;
-            wrong.push(start.elapsed());
-            let start = Instant::now();
-            verifier.verify(None, "nope").await;
-            unknown.push(start.elapsed());
-        }
-        wrong.sort();
-        unknown.sort();
-        let ratio = unknown[1].as_secs_f64() / wrong[1].as_secs_f64();
-        assert!((0.5..=2.0).contains(&ratio), "median ratio {ratio}");
+        assert!(!verifier.verify(Some(&phc), "nope").await);
+        assert_eq!(verifier.hashes_computed(), 1);
+        assert!(!verifier.verify(None, "nope").await);
+        assert_eq!(
+            verifier.hashes_computed(),
+            2,
+            "an unknown user costs one full hash"
+        );
+        assert!(
+            !verifier.verify(None, "pw").await,
+            "the dummy hash never admits anyone"
+        );
     }
 }
