@@ -1,4 +1,4 @@
-//! Command-line interface: `ferry serve`, `ferry user ...`.
+//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry cert ...`.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: crate::user_admin::UserCommand,
+    },
+    /// Make TLS certificates for FTPS.
+    Cert {
+        #[command(subcommand)]
+        command: crate::cert::CertCommand,
     },
 }
 
@@ -103,4 +108,28 @@ pub struct ServeArgs {
     /// Password hashes computed at once [default: 2 x number of CPUs]
     #[arg(long, value_name = "N")]
     pub max_concurrent_logins: Option<String>,
+    /// FTPS on the control channel: off, optional or required [default: off]
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<String>,
+    /// FTPS on the data channel (PROT P): optional or required [default: as --tls]
+    #[arg(long, value_name = "MODE")]
+    pub tls_data: Option<String>,
+    /// Whom "required" applies to: all, or accounts (anonymous may stay plaintext) [default: all]
+    #[arg(long, value_name = "WHO")]
+    pub tls_required_for: Option<String>,
+    /// TLS certificate chain, PEM, leaf first
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// TLS private key, PEM
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Oldest TLS version accepted: 1.2 or 1.3 [default: 1.2]
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+    /// Client certificates: off, request or require [default: off]
+    #[arg(long, value_name = "MODE")]
+    pub tls_client_auth: Option<String>,
+    /// CA certificates (PEM) that client certificates must chain to
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod limits;
@@ -10,9 +11,11 @@ pub mod login_guard;
 pub mod passive;
 pub mod password;
 pub mod paths;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 pub mod transfer;
 pub mod user_admin;
 pub mod users;

@@ -18,6 +18,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Cert { command } => match ferry::cert::run(command, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferry cert: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
