@@ -4,17 +4,18 @@ use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
 use crate::config::Config;
 use crate::login_guard::{FailureVerdict, LoginGuard};
 use crate::password::{PasswordVerifier, verify_password};
+use crate::reload::{FileVersion, ReloadCounters};
 use crate::users::{Permissions, UsersError, UsersFile, validate_home};
 use async_trait::async_trait;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 use unftp_core::auth::{
-    AuthenticationError, Authenticator, Credentials, Principal, UserDetailError, UserDetailProvider,
+    AuthenticationError, Authenticator, ChannelEncryptionState, Credentials, Principal,
+    UserDetailError, UserDetailProvider,
 };
 
 /// How often the reloader checks the users file for changes. Polling rather than inotify,
@@ -57,37 +58,6 @@ impl unftp_core::auth::UserDetail for FerryUser {
     }
 }
 
-/// What identifies one version of the users file on disk. An atomic save or a ConfigMap
-/// update changes the inode; an in-place edit changes the modification time or size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileVersion {
-    modified: Option<SystemTime>,
-    len: u64,
-    device: u64,
-    inode: u64,
-}
-
-impl FileVersion {
-    /// The version of the file at `path` now; None when it cannot be examined (e.g. missing).
-    fn of(path: &Path) -> Option<FileVersion> {
-        // `metadata` follows symlinks, so a swapped `..data` link shows up as a new inode.
-        let meta = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        let (device, inode) = {
-            use std::os::unix::fs::MetadataExt;
-            (meta.dev(), meta.ino())
-        };
-        #[cfg(not(unix))]
-        let (device, inode) = (0, 0);
-        Some(FileVersion {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            device,
-            inode,
-        })
-    }
-}
-
 /// The accounts of the users file, reloadable while the server runs.
 ///
 /// A reload swaps in a whole new [`UsersFile`]; a login in progress keeps the snapshot it
@@ -105,10 +75,8 @@ pub struct UserDirectory {
     /// The file version last read (successfully or not), so that the poller reloads once per
     /// change and a broken file is reported once rather than every second.
     last_seen_version: Mutex<Option<FileVersion>>,
-    /// Successful reloads since `load`; lets callers await a reload instead of sleeping.
-    generation: watch::Sender<u64>,
-    /// Reloads that failed and kept the previous users.
-    failed_reloads: watch::Sender<u64>,
+    /// Reloads since `load`, successful and failed; lets callers await one instead of sleeping.
+    reloads: ReloadCounters,
     logger: slog::Logger,
 }
 
@@ -145,8 +113,7 @@ impl UserDirectory {
             anonymous_home,
             users: RwLock::new(Arc::new(users)),
             last_seen_version: Mutex::new(version),
-            generation: watch::Sender::new(0),
-            failed_reloads: watch::Sender::new(0),
+            reloads: ReloadCounters::default(),
             logger,
         };
         directory.warn_about_shadowed_accounts();
@@ -169,13 +136,13 @@ impl UserDirectory {
                 let count = users.len();
                 *self.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
                 self.warn_about_shadowed_accounts();
-                self.generation.send_modify(|generation| *generation += 1);
+                self.reloads.record_success();
                 slog::info!(self.logger, "users file reloaded";
                     "file" => %self.users_file.display(), "users" => count);
                 Ok(())
             }
             Err(error) => {
-                self.failed_reloads.send_modify(|failures| *failures += 1);
+                self.reloads.record_failure();
                 slog::warn!(self.logger, "users file not reloaded; keeping the previous users";
                     "file" => %self.users_file.display(), "error" => %error);
                 Err(error)
@@ -188,33 +155,17 @@ impl UserDirectory {
     /// The SIGHUP handler is installed before this returns. The task ends once the directory
     /// is dropped.
     pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => Some(hangups),
-            Err(error) => {
-                slog::warn!(self.logger, "cannot listen for SIGHUP; the users file is still reloaded when it changes";
-                    "error" => %error);
-                None
-            }
-        };
-        let directory: Weak<UserDirectory> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(USERS_FILE_POLL_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let hangup = tokio::select! {
-                    _ = ticks.tick() => false,
-                    Some(()) = next_hangup(&mut hangups) => true,
-                };
-                let Some(directory) = directory.upgrade() else {
-                    return;
-                };
-                if hangup || directory.file_changed() {
-                    // Errors are logged by `reload`; the old users stay in force.
-                    let _ = directory.reload();
-                }
-            }
-        })
+        crate::reload::spawn_reloader(
+            self,
+            "the users file",
+            USERS_FILE_POLL_INTERVAL,
+            &self.logger,
+            UserDirectory::file_changed,
+            |directory| {
+                // Errors are logged by `reload`; the old users stay in force.
+                let _ = directory.reload();
+            },
+        )
     }
 
     fn file_changed(&self) -> bool {
@@ -243,25 +194,22 @@ impl UserDirectory {
 
     /// Successful reloads since `load`.
     pub fn generation(&self) -> u64 {
-        *self.generation.borrow()
+        self.reloads.generation()
     }
 
     /// Waits until at least `generation` successful reloads have happened.
     pub async fn wait_for_generation(&self, generation: u64) {
-        let mut updates = self.generation.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = updates.wait_for(|current| *current >= generation).await;
+        self.reloads.wait_for_generation(generation).await
     }
 
     /// Reloads that failed (the previous users were kept).
     pub fn failed_reloads(&self) -> u64 {
-        *self.failed_reloads.borrow()
+        self.reloads.failed_reloads()
     }
 
     /// Waits until at least `failures` reloads have failed.
     pub async fn wait_for_failed_reloads(&self, failures: u64) {
-        let mut updates = self.failed_reloads.subscribe();
-        let _ = updates.wait_for(|current| *current >= failures).await;
+        self.reloads.wait_for_failed_reloads(failures).await
     }
 
     pub fn users_file(&self) -> &Path {
@@ -291,14 +239,6 @@ impl UserDirectory {
     }
 }
 
-/// The next SIGHUP, or never when SIGHUP could not be subscribed to.
-async fn next_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match hangups {
-        Some(hangups) => hangups.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Why a login was refused. The client sees 530 for every one of them; the audit log and the
 /// operator see which.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +253,8 @@ enum LoginRefusal {
     AccountDisabled,
     #[error("network not allowed")]
     NetworkNotAllowed,
+    #[error("tls required")]
+    TlsRequired,
     #[error("could not create home directory {}: {source}", home.display())]
     HomeUnavailable { home: PathBuf, source: io::Error },
 }
@@ -321,9 +263,13 @@ impl LoginRefusal {
     /// Whether this refusal counts toward the failed-login policy: anything that could be
     /// password guessing does; a ban in force or a server-side problem does not.
     fn counts_as_failure(&self) -> bool {
+        // A right password over plaintext for a `require_tls` account is a client setting, not
+        // guessing.
         !matches!(
             self,
-            LoginRefusal::IpBanned { .. } | LoginRefusal::HomeUnavailable { .. }
+            LoginRefusal::IpBanned { .. }
+                | LoginRefusal::HomeUnavailable { .. }
+                | LoginRefusal::TlsRequired
         )
     }
 
@@ -335,9 +281,9 @@ impl LoginRefusal {
             LoginRefusal::HomeUnavailable { source, .. } => {
                 AuthenticationError::with_source("home directory unavailable", source)
             }
-            refusal @ (LoginRefusal::IpBanned { .. } | LoginRefusal::AccountDisabled) => {
-                AuthenticationError::new(refusal.to_string())
-            }
+            refusal @ (LoginRefusal::IpBanned { .. }
+            | LoginRefusal::AccountDisabled
+            | LoginRefusal::TlsRequired) => AuthenticationError::new(refusal.to_string()),
         }
     }
 }
@@ -395,6 +341,7 @@ impl FerryAuthenticator {
         username: &str,
         password: &str,
         client_ip: IpAddr,
+        channel: ChannelEncryptionState,
     ) -> Result<(), LoginRefusal> {
         if let Some(guard) = &self.login_guard
             && guard.is_banned(client_ip, Instant::now())
@@ -428,6 +375,9 @@ impl FerryAuthenticator {
         }
         if !record.allows_ip(client_ip) {
             return Err(LoginRefusal::NetworkNotAllowed);
+        }
+        if record.require_tls && channel != ChannelEncryptionState::Tls {
+            return Err(LoginRefusal::TlsRequired);
         }
         create_home(&self.directory.root().join(&record.home)).await
     }
@@ -478,7 +428,14 @@ impl Authenticator for FerryAuthenticator {
         // No password (a client certificate alone) is checked as an empty one: it fails
         // after the same hashing work as any wrong password.
         let password = creds.password.as_deref().unwrap_or("");
-        let decision = self.check_login(username, password, client_ip).await;
+        let decision = self
+            .check_login(
+                username,
+                password,
+                client_ip,
+                creds.command_channel_security,
+            )
+            .await;
         let outcome = match &decision {
             Ok(()) => Outcome::Ok,
             Err(refusal @ LoginRefusal::HomeUnavailable { .. }) => {
@@ -635,6 +592,7 @@ mod tests {
             permissions: Permissions::ALL,
             enabled: true,
             allowed_networks: Vec::new(),
+            require_tls: false,
         }
     }
 
@@ -666,6 +624,7 @@ mod tests {
             shutdown_grace: Duration::from_secs(1),
             max_concurrent_logins: options.max_concurrent_logins,
             admin_bind: None,
+            tls: Default::default(),
             source_file: None,
         }
     }
@@ -1055,6 +1014,38 @@ mod tests {
         assert_eq!(successes, 5);
         let peak = f.authenticator.verifier.peak_concurrent_hashes();
         assert!((1..=2).contains(&peak), "peak {peak}");
+    }
+
+    #[tokio::test]
+    async fn require_tls_user_is_refused_over_plaintext_without_counting_a_failure() {
+        let options = Options {
+            login_failures: Some(LoginFailurePolicy {
+                max_attempts: 1,
+                ban: Duration::from_secs(600),
+            }),
+            ..Options::default()
+        };
+        let mut secure = user("sec", "pw");
+        secure.require_tls = true;
+        let f = fixture(vec![secure], options);
+        for _ in 0..2 {
+            let error = f
+                .login("sec", "pw", LOCALHOST)
+                .await
+                .expect_err("plaintext refused");
+            assert!(error.to_string().contains("tls required"), "{error}");
+            assert_eq!(field(&f.last_audit(), "reason"), "tls required");
+        }
+        let over_tls = Credentials {
+            command_channel_security: ChannelEncryptionState::Tls,
+            ..creds("pw", LOCALHOST)
+        };
+        let principal = f
+            .authenticator
+            .authenticate("sec", &over_tls)
+            .await
+            .expect("over TLS, and not banned by the refusals before");
+        assert_eq!(principal.username, "sec");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry client URL`, `ferry health`.
+//! Command-line interface: `ferry serve`, `ferry user ...`, `ferry client URL`, `ferry cert ...`,
+//! `ferry health`.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,11 @@ pub enum Command {
     Health(crate::health_check::HealthArgs),
     /// Connect to an FTP or FTPS server (Ferry or any other) and run the seed's commands.
     Client(crate::client::ClientArgs),
+    /// Make TLS certificates for FTPS.
+    Cert {
+        #[command(subcommand)]
+        command: crate::cert::CertCommand,
+    },
 }
 
 /// The flags of `ferry serve`: `--config`, `--check-config`, and one flag per configuration key.
@@ -110,4 +116,28 @@ pub struct ServeArgs {
     /// Admin HTTP listener for /metrics, /health and /ready [default: off]
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin_bind: Option<String>,
+    /// FTPS on the control channel: off, optional or required [default: off]
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<String>,
+    /// FTPS on the data channel (PROT P): optional or required [default: as --tls]
+    #[arg(long, value_name = "MODE")]
+    pub tls_data: Option<String>,
+    /// Whom "required" applies to: all, or accounts (anonymous may stay plaintext) [default: all]
+    #[arg(long, value_name = "WHO")]
+    pub tls_required_for: Option<String>,
+    /// TLS certificate chain, PEM, leaf first
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// TLS private key, PEM
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Oldest TLS version accepted: 1.2 or 1.3 [default: 1.2]
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<String>,
+    /// Client certificates: off, request or require [default: off]
+    #[arg(long, value_name = "MODE")]
+    pub tls_client_auth: Option<String>,
+    /// CA certificates (PEM) that client certificates must chain to
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
 }

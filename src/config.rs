@@ -2,6 +2,7 @@
 
 use crate::cli::ServeArgs;
 use crate::logging::LogFormat;
+use crate::tls::TlsSettings;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -96,6 +97,8 @@ pub struct Config {
     /// Address of the admin HTTP listener (`/metrics`, `/health`, `/ready`); None when off
     /// (`admin_bind`).
     pub admin_bind: Option<SocketAddr>,
+    /// FTPS: the `tls*` keys.
+    pub tls: TlsSettings,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -124,6 +127,7 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_concurrent_logins: default_max_concurrent_logins(),
             admin_bind: None,
+            tls: TlsSettings::default(),
             source_file: None,
         }
     }
@@ -270,10 +274,18 @@ enum Key {
     ShutdownGrace,
     MaxConcurrentLogins,
     AdminBind,
+    Tls,
+    TlsData,
+    TlsRequiredFor,
+    TlsCertFile,
+    TlsKeyFile,
+    TlsMinVersion,
+    TlsClientAuth,
+    TlsClientCaFile,
 }
 
 impl Key {
-    const ALL: [Key; 19] = [
+    const ALL: [Key; 27] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -293,6 +305,14 @@ impl Key {
         Key::ShutdownGrace,
         Key::MaxConcurrentLogins,
         Key::AdminBind,
+        Key::Tls,
+        Key::TlsData,
+        Key::TlsRequiredFor,
+        Key::TlsCertFile,
+        Key::TlsKeyFile,
+        Key::TlsMinVersion,
+        Key::TlsClientAuth,
+        Key::TlsClientCaFile,
     ];
 
     fn name(self) -> &'static str {
@@ -316,6 +336,14 @@ impl Key {
             Key::ShutdownGrace => "shutdown_grace",
             Key::MaxConcurrentLogins => "max_concurrent_logins",
             Key::AdminBind => "admin_bind",
+            Key::Tls => "tls",
+            Key::TlsData => "tls_data",
+            Key::TlsRequiredFor => "tls_required_for",
+            Key::TlsCertFile => "tls_cert",
+            Key::TlsKeyFile => "tls_key",
+            Key::TlsMinVersion => "tls_min_version",
+            Key::TlsClientAuth => "tls_client_auth",
+            Key::TlsClientCaFile => "tls_client_ca",
         }
     }
 
@@ -360,6 +388,14 @@ fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.len()] {
             args.max_concurrent_logins.as_deref(),
         ),
         (Key::AdminBind, args.admin_bind.as_deref()),
+        (Key::Tls, args.tls.as_deref()),
+        (Key::TlsData, args.tls_data.as_deref()),
+        (Key::TlsRequiredFor, args.tls_required_for.as_deref()),
+        (Key::TlsCertFile, args.tls_cert.as_deref()),
+        (Key::TlsKeyFile, args.tls_key.as_deref()),
+        (Key::TlsMinVersion, args.tls_min_version.as_deref()),
+        (Key::TlsClientAuth, args.tls_client_auth.as_deref()),
+        (Key::TlsClientCaFile, args.tls_client_ca.as_deref()),
     ]
 }
 
@@ -512,6 +548,8 @@ struct Settings {
     // Where root and the users file came from, for the messages of the checks in `finish`.
     root_origin: Origin,
     users_file_origin: Origin,
+    // Where each key was last set, for checks that span keys (the TLS files).
+    origins: BTreeMap<&'static str, Origin>,
 }
 
 impl Default for Settings {
@@ -522,6 +560,7 @@ impl Default for Settings {
             failed_login_ban: DEFAULT_FAILED_LOGIN_BAN,
             root_origin: Origin::Default,
             users_file_origin: Origin::Default,
+            origins: BTreeMap::new(),
         }
     }
 }
@@ -530,7 +569,10 @@ impl Settings {
     fn apply(&mut self, assignment: Assignment) -> Result<(), ConfigError> {
         let Assignment { key, value, origin } = assignment;
         match self.set(key, value, &origin) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.origins.insert(key.name(), origin);
+                Ok(())
+            }
             Err(problem) => Err(ConfigError::InvalidValue {
                 origin,
                 key: key.name(),
@@ -578,6 +620,14 @@ impl Settings {
             Key::ShutdownGrace => config.shutdown_grace = seconds(value, 0)?,
             Key::MaxConcurrentLogins => config.max_concurrent_logins = count(value, 1)?,
             Key::AdminBind => config.admin_bind = Some(parse_bind(&text(value)?)?),
+            Key::Tls => config.tls.mode = text(value)?.parse()?,
+            Key::TlsData => config.tls.data_mode = Some(text(value)?.parse()?),
+            Key::TlsRequiredFor => config.tls.required_for = text(value)?.parse()?,
+            Key::TlsCertFile => config.tls.cert_file = Some(parse_path(text(value)?)?),
+            Key::TlsKeyFile => config.tls.key_file = Some(parse_path(text(value)?)?),
+            Key::TlsMinVersion => config.tls.min_version = text(value)?.parse()?,
+            Key::TlsClientAuth => config.tls.client_auth = text(value)?.parse()?,
+            Key::TlsClientCaFile => config.tls.client_ca_file = Some(parse_path(text(value)?)?),
         }
         Ok(())
     }
@@ -593,6 +643,14 @@ impl Settings {
         config.source_file = source_file;
         check_root(&config.root, self.root_origin)?;
         check_users_file(&config.users_file, self.users_file_origin)?;
+        config
+            .tls
+            .check()
+            .map_err(|(key, problem)| ConfigError::InvalidValue {
+                origin: self.origins.get(key).cloned().unwrap_or(Origin::Default),
+                key,
+                problem,
+            })?;
         Ok(config)
     }
 }
@@ -998,6 +1056,7 @@ mod tests {
                 shutdown_grace: Duration::ZERO,
                 max_concurrent_logins: 3,
                 admin_bind: Some("127.0.0.1:9090".parse().expect("address")),
+                tls: TlsSettings::default(),
                 source_file: Some(file),
             }
         );
@@ -1454,6 +1513,141 @@ mod tests {
         assert!(parse_log_level("verbose").is_err());
         assert_eq!(parse_log_format("json"), Ok(LogFormat::Json));
         assert!(parse_log_format("xml").is_err());
+    }
+
+    /// Writes a fresh self-signed certificate and key into `dir`; returns their paths as text.
+    fn write_test_certificate(dir: &Path, name: &str) -> (String, String) {
+        let generated =
+            crate::cert::generate_self_signed(&["localhost".to_owned()], 1).expect("generate");
+        let cert = dir.join(format!("{name}-cert.pem"));
+        let key = dir.join(format!("{name}-key.pem"));
+        fs::write(&cert, generated.cert_pem).expect("write cert");
+        fs::write(&key, generated.key_pem).expect("write key");
+        let text = |path: PathBuf| path.to_str().expect("utf-8").to_owned();
+        (text(cert), text(key))
+    }
+
+    #[test]
+    fn tls_keys_come_from_file_env_and_flags() {
+        use crate::tls::{ClientAuth, TlsMode, TlsRequiredFor, TlsVersion};
+        let fixture = Fixture::new();
+        let (cert, key) = write_test_certificate(fixture.dir.path(), "server");
+        let file = fixture.config_file_with(&format!(
+            "tls = \"required\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
+             tls_required_for = \"accounts\"\ntls_client_auth = \"request\"\n\
+             tls_client_ca = {cert:?}\n"
+        ));
+        let config = fixture
+            .load(
+                &[
+                    "--config",
+                    file.to_str().expect("utf-8"),
+                    "--tls-data",
+                    "optional",
+                ],
+                &[("FERRY_TLS_MIN_VERSION", "1.3")],
+            )
+            .expect("loads");
+        assert_eq!(
+            config.tls,
+            TlsSettings {
+                mode: TlsMode::Required,
+                data_mode: Some(TlsMode::Optional),
+                required_for: TlsRequiredFor::Accounts,
+                cert_file: Some(PathBuf::from(&cert)),
+                key_file: Some(PathBuf::from(&key)),
+                min_version: TlsVersion::V1_3,
+                client_auth: ClientAuth::Request,
+                client_ca_file: Some(PathBuf::from(&cert)),
+            }
+        );
+        let config = fixture
+            .load(
+                &fixture.flags(&["--tls", "optional", "--tls-cert", &cert, "--tls-key", &key]),
+                &[],
+            )
+            .expect("loads");
+        assert_eq!(config.tls.effective_data_mode(), TlsMode::Optional);
+    }
+
+    #[test]
+    fn tls_errors_name_the_key_and_where_it_was_set() {
+        let fixture = Fixture::new();
+        let (cert, key) = write_test_certificate(fixture.dir.path(), "server");
+        let (_, other_key) = write_test_certificate(fixture.dir.path(), "other");
+        let missing = fixture.dir.path().join("missing.pem");
+        let missing = missing.to_str().expect("utf-8");
+        let users = fixture.users_file.to_str().expect("utf-8");
+        let cases: Vec<(Vec<&str>, String)> = vec![
+            (
+                vec!["--tls", "maybe"],
+                "flag --tls: key `tls`: \"maybe\" is not a TLS mode (off, optional, required)"
+                    .to_owned(),
+            ),
+            (
+                vec!["--tls", "required", "--tls-key", &key],
+                "flag --tls: key `tls`: needs `tls_cert` to be set".to_owned(),
+            ),
+            (
+                vec!["--tls", "required", "--tls-cert", missing, "--tls-key", &key],
+                format!("flag --tls-cert: key `tls_cert`: could not read {missing}: "),
+            ),
+            (
+                vec!["--tls", "required", "--tls-cert", users, "--tls-key", &key],
+                format!("flag --tls-cert: key `tls_cert`: {users} holds no certificate"),
+            ),
+            (
+                vec!["--tls", "required", "--tls-cert", &cert, "--tls-key", &other_key],
+                "flag --tls-key: key `tls_key`: the certificate and key do not make a usable pair"
+                    .to_owned(),
+            ),
+            (
+                vec!["--tls", "optional", "--tls-cert", &cert, "--tls-key", &key, "--tls-client-auth", "require"],
+                "flag --tls-client-auth: key `tls_client_auth`: needs `tls_client_ca` to be set"
+                    .to_owned(),
+            ),
+            (
+                vec!["--tls-data", "required"],
+                "flag --tls-data: key `tls_data`: needs tls = optional or required".to_owned(),
+            ),
+            (
+                vec!["--tls-min-version", "1.1"],
+                "flag --tls-min-version: key `tls_min_version`: \"1.1\" is not a TLS version (1.2, 1.3)"
+                    .to_owned(),
+            ),
+        ];
+        for (flags, expected) in cases {
+            let message = error_message(fixture.load(&fixture.flags(&flags), &[]));
+            assert!(message.starts_with(&expected), "{flags:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn example_ftps_config_loads() {
+        use crate::tls::TlsMode;
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ferry-ftps.toml");
+        let fixture = Fixture::new();
+        let (cert, key) = write_test_certificate(fixture.dir.path(), "server");
+        // The example names config/tls/{cert,key}.pem, which `ferry cert self-signed` makes;
+        // the test points at its own pair instead.
+        let config = fixture
+            .load(
+                &fixture.flags(&[
+                    "--config",
+                    example.to_str().expect("utf-8"),
+                    "--tls-cert",
+                    &cert,
+                    "--tls-key",
+                    &key,
+                ]),
+                &[],
+            )
+            .expect("config/ferry-ftps.toml loads");
+        assert_eq!(config.tls.mode, TlsMode::Required);
+        assert_eq!(config.tls.effective_data_mode(), TlsMode::Required);
+        let text = fs::read_to_string(&example).expect("read example");
+        assert!(text.contains("\ntls_cert = \"config/tls/cert.pem\"\n"));
+        assert!(text.contains("\ntls_key = \"config/tls/key.pem\"\n"));
     }
 
     #[test]

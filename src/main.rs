@@ -29,6 +29,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Client(args) => ferry::client::run(args),
+        Command::Cert { command } => match ferry::cert::run(command, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ferry cert: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

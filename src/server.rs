@@ -14,6 +14,7 @@ use crate::limits::SessionLimiter;
 use crate::passive::PassiveBinder;
 use crate::session::{ServerState, SessionLink};
 use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
+use crate::tls::{Ftps, TlsError};
 use libunftp::ServerBuilder;
 use libunftp::options::{ActivePassiveMode, PassiveHost};
 use std::collections::HashMap;
@@ -58,6 +59,11 @@ pub enum ServerError {
         "refusing to serve on {bind}: user(s) {users} still have the published demo password; set a new one with `ferry user passwd NAME` or bind to 127.0.0.1"
     )]
     DemoPasswordExposed { bind: SocketAddr, users: String },
+    #[error("TLS: key `{}`: {source}", .source.key())]
+    Tls {
+        #[from]
+        source: TlsError,
+    },
 }
 
 /// What every session task needs, shared.
@@ -73,6 +79,8 @@ struct Shared<A> {
     /// Live sessions by id, so shutdown can reach them.
     sessions: Mutex<HashMap<u64, Arc<SessionLink>>>,
     next_session_id: AtomicU64,
+    /// The TLS config and its reloader; None when `tls = off`.
+    ftps: Option<Arc<Ftps>>,
 }
 
 /// A bound, not yet serving, Ferry server.
@@ -103,6 +111,10 @@ where
         if removed > 0 {
             slog::info!(logger, "removed upload temporaries left by an earlier run"; "count" => removed);
         }
+        let ftps = Ftps::load(&config.tls, &logger)?;
+        if let Some(ftps) = &ftps {
+            ftps.spawn_reloader();
+        }
         let listener = bind_control_listener(config.bind).map_err(|source| ServerError::Bind {
             addr: config.bind,
             source,
@@ -114,6 +126,7 @@ where
             state: Arc::new(ServerState::default()),
             sessions: Mutex::new(HashMap::new()),
             next_session_id: AtomicU64::new(0),
+            ftps,
             authenticator,
             logger,
             config,
@@ -148,6 +161,11 @@ where
     /// Where the admin listener listens, when there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(AdminServer::local_addr)
+    }
+
+    /// The live TLS config, when FTPS is on.
+    pub fn ftps(&self) -> Option<&Arc<Ftps>> {
+        self.shared.ftps.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -289,7 +307,13 @@ where
         Some(host) => PassiveHost::from(host.as_str()),
         None => PassiveHost::FromConnection,
     };
-    ServerBuilder::<FerryStorage, FerryUser>::with_user_detail_provider(storage, provider)
+    let builder =
+        ServerBuilder::<FerryStorage, FerryUser>::with_user_detail_provider(storage, provider);
+    let builder = match &shared.ftps {
+        Some(ftps) => ftps.configure(builder),
+        None => builder,
+    };
+    builder
         .authenticator(shared.authenticator.clone())
         .greeting(shared.greeting)
         .passive_ports(config.passive_ports.clone())

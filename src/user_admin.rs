@@ -119,6 +119,7 @@ fn execute(
                 permissions,
                 enabled: true,
                 allowed_networks: Vec::new(),
+                require_tls: false,
             });
             file.save(&path)?;
             report(

@@ -33,6 +33,7 @@ pub const USERS_FILE_HEADER: &str = "\
 #                     delete, mkdir, rmdir, rename
 #   enabled           false refuses every login (default true)
 #   allowed_networks  networks logins may come from, in CIDR notation (default: anywhere)
+#   require_tls       true refuses logins that did not start with AUTH TLS (default false)
 ";
 
 /// Why the users file could not be read, validated, edited or written.
@@ -241,6 +242,8 @@ pub struct UserRecord {
     pub enabled: bool,
     /// When not empty, logins are accepted only from these networks.
     pub allowed_networks: Vec<IpNet>,
+    /// Logins must come over a TLS control channel (FTPS).
+    pub require_tls: bool,
 }
 
 impl UserRecord {
@@ -263,6 +266,7 @@ impl fmt::Debug for UserRecord {
             .field("permissions", &self.permissions)
             .field("enabled", &self.enabled)
             .field("allowed_networks", &self.allowed_networks)
+            .field("require_tls", &self.require_tls)
             .finish()
     }
 }
@@ -318,12 +322,13 @@ fn parse_network(text: &str) -> Result<IpNet, String> {
 }
 
 /// The fields a `[users.NAME]` table may have.
-const USER_FIELDS: [&str; 5] = [
+const USER_FIELDS: [&str; 6] = [
     "password",
     "home",
     "permissions",
     "enabled",
     "allowed_networks",
+    "require_tls",
 ];
 
 /// The parsed, validated users file.
@@ -512,16 +517,16 @@ fn parse_user(name: &str, value: &toml::Value, path: &Path) -> Result<UserRecord
     }
     .map_err(|problem| field_error("permissions", problem))?;
 
-    let enabled = match table.get("enabled") {
-        None => true,
-        Some(toml::Value::Boolean(enabled)) => *enabled,
-        Some(other) => {
-            return Err(field_error(
-                "enabled",
-                format!("expected true or false, got {}", other.type_str()),
-            ));
-        }
+    let boolean = |field: &str, default: bool| match table.get(field) {
+        None => Ok(default),
+        Some(toml::Value::Boolean(value)) => Ok(*value),
+        Some(other) => Err(field_error(
+            field,
+            format!("expected true or false, got {}", other.type_str()),
+        )),
     };
+    let enabled = boolean("enabled", true)?;
+    let require_tls = boolean("require_tls", false)?;
 
     let allowed_networks = match table.get("allowed_networks") {
         None => Vec::new(),
@@ -551,6 +556,7 @@ fn parse_user(name: &str, value: &toml::Value, path: &Path) -> Result<UserRecord
         permissions,
         enabled,
         allowed_networks,
+        require_tls,
     })
 }
 
@@ -586,6 +592,8 @@ struct UserOnDisk<'a> {
     enabled: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allowed_networks: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    require_tls: bool,
 }
 
 impl<'a> UserOnDisk<'a> {
@@ -607,6 +615,7 @@ impl<'a> UserOnDisk<'a> {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            require_tls: record.require_tls,
         }
     }
 }
@@ -720,6 +729,23 @@ mod tests {
         assert!(
             amy.allows_ip("::ffff:10.0.0.1".parse().expect("ip")),
             "IPv4-mapped IPv6 matches its IPv4 network"
+        );
+    }
+
+    #[test]
+    fn require_tls_defaults_to_false_and_must_be_a_boolean() {
+        let users = UsersFile::parse(
+            &users_toml("home = \"bob\"\npermissions = \"all\"\nrequire_tls = true\n"),
+            Path::new("u.toml"),
+        )
+        .expect("valid");
+        assert!(users.get("bob").expect("bob").require_tls);
+        let message = parse_error(&users_toml(
+            "home = \"bob\"\npermissions = \"all\"\nrequire_tls = \"yes\"\n",
+        ));
+        assert!(
+            message.contains("field `require_tls`: expected true or false"),
+            "{message}"
         );
     }
 
@@ -853,6 +879,7 @@ mod tests {
                 "10.0.0.0/8".parse().expect("net"),
                 "::1/128".parse().expect("net"),
             ],
+            require_tls: true,
         });
         users.insert(UserRecord {
             name: "carol".into(),
@@ -861,6 +888,7 @@ mod tests {
             permissions: Permissions::ALL,
             enabled: true,
             allowed_networks: Vec::new(),
+            require_tls: false,
         });
         users.save(&path).expect("save");
 
@@ -871,6 +899,8 @@ mod tests {
         assert!(!ab.enabled);
         assert_eq!(ab.home, PathBuf::from("homes/a.b"));
         assert_eq!(ab.allowed_networks.len(), 2);
+        assert!(ab.require_tls);
+        assert!(!loaded.get("carol").expect("carol").require_tls);
         assert!(verify_password(&ab.password_hash, "first"));
 
         loaded.remove("carol");
@@ -914,6 +944,7 @@ mod tests {
             permissions: Permissions::ALL,
             enabled: true,
             allowed_networks: Vec::new(),
+            require_tls: false,
         };
         assert!(!format!("{record:?}").contains("argon2"));
     }

@@ -82,6 +82,8 @@ pub struct TestServer {
     pub admin_addr: Option<SocketAddr>,
     /// The server's users, to await reloads.
     pub users: Arc<UserDirectory>,
+    /// The server's TLS config, to await certificate reloads; None when TLS is off.
+    pub ftps: Option<Arc<ferry::tls::Ftps>>,
     pub root: PathBuf,
     pub users_file: PathBuf,
     _dir: TempDir,
@@ -125,6 +127,7 @@ impl TestServer {
         let addr = server.local_addr();
         let admin_addr = server.admin_addr();
         let users = server.authenticator().directory().clone();
+        let ftps = server.ftps().cloned();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = stop.await;
@@ -133,6 +136,7 @@ impl TestServer {
             addr,
             admin_addr,
             users,
+            ftps,
             root,
             users_file,
             _dir: dir,
@@ -255,31 +259,7 @@ impl RawSession {
 
     /// Reads one (possibly multi-line) reply: its code and full text.
     pub async fn reply(&mut self) -> (u32, String) {
-        let mut text = String::new();
-        let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
-            .await
-            .expect("reply within 20 s")
-            .expect("read reply");
-        assert!(read > 0, "connection closed while waiting for a reply");
-        text.push_str(&line);
-        let code: u32 = line
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("bad reply line {line:?}"));
-        if line.as_bytes().get(3) == Some(&b'-') {
-            let end = format!("{code} ");
-            loop {
-                line.clear();
-                let read = self.reader.read_line(&mut line).await.expect("read reply");
-                assert!(read > 0, "connection closed inside a multi-line reply");
-                text.push_str(&line);
-                if line.starts_with(&end) {
-                    break;
-                }
-            }
-        }
-        (code, text)
+        read_reply(&mut self.reader).await
     }
 
     /// Sends `line` and asserts the reply code.
@@ -293,15 +273,7 @@ impl RawSession {
     /// EPSV, then connects the data socket.
     pub async fn epsv(&mut self, server: SocketAddr) -> TcpStream {
         let text = self.expect("EPSV", 229).await;
-        let port: u16 = text
-            .split("|||")
-            .nth(1)
-            .and_then(|rest| rest.split('|').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("bad EPSV reply {text}"));
-        TcpStream::connect(SocketAddr::new(server.ip(), port))
-            .await
-            .expect("connect data port")
+        connect_epsv(server, &text).await
     }
 
     /// True once the server has closed the control connection.
@@ -323,8 +295,54 @@ impl RawSession {
     }
 }
 
-/// RETR into memory.
-pub async fn download(ftp: &mut AsyncFtpStream, name: &str) -> Vec<u8> {
+/// Connects to the data port a 229 reply (`|||port|`) announces.
+pub async fn connect_epsv(server: SocketAddr, reply: &str) -> TcpStream {
+    let port: u16 = reply
+        .split("|||")
+        .nth(1)
+        .and_then(|rest| rest.split('|').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("bad EPSV reply {reply}"));
+    TcpStream::connect(SocketAddr::new(server.ip(), port))
+        .await
+        .expect("connect data port")
+}
+
+/// Reads one (possibly multi-line) FTP reply from any control stream (plain or TLS): its code
+/// and full text.
+pub async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> (u32, String) {
+    let mut text = String::new();
+    let mut line = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), reader.read_line(&mut line))
+        .await
+        .expect("reply within 20 s")
+        .expect("read reply");
+    assert!(read > 0, "connection closed while waiting for a reply");
+    text.push_str(&line);
+    let code: u32 = line
+        .get(..3)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad reply line {line:?}"));
+    if line.as_bytes().get(3) == Some(&b'-') {
+        let end = format!("{code} ");
+        loop {
+            line.clear();
+            let read = reader.read_line(&mut line).await.expect("read reply");
+            assert!(read > 0, "connection closed inside a multi-line reply");
+            text.push_str(&line);
+            if line.starts_with(&end) {
+                break;
+            }
+        }
+    }
+    (code, text)
+}
+
+/// RETR into memory, over plain FTP or FTPS.
+pub async fn download<T>(ftp: &mut suppaftp::tokio::ImplAsyncFtpStream<T>, name: &str) -> Vec<u8>
+where
+    T: suppaftp::tokio::TokioTlsStream + Send,
+{
     let mut stream = ftp.retr_as_stream(name).await.expect("RETR accepted");
     let mut data = Vec::new();
     stream.read_to_end(&mut data).await.expect("read download");

@@ -282,7 +282,7 @@ where
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
 
-        let input = match Self::reader(self.socket, self.ftps_mode, "stor").await {
+        let (input, tls_closer) = match Self::reader(self.socket, self.ftps_mode, "stor").await {
             Ok(io) => io,
             Err(err) => {
                 report_data_channel_failure(&self.logger, &tx, err).await;
@@ -299,6 +299,7 @@ where
                 start_pos,
             )
             .await;
+        close_tls_after_upload(&self.logger, tls_closer).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -354,7 +355,7 @@ where
             Err(_) => 0,
         };
 
-        let input = match Self::reader(self.socket, self.ftps_mode, "appe").await {
+        let (input, tls_closer) = match Self::reader(self.socket, self.ftps_mode, "appe").await {
             Ok(io) => io,
             Err(err) => {
                 report_data_channel_failure(&self.logger, &tx, err).await;
@@ -371,6 +372,7 @@ where
                 start_pos,
             )
             .await;
+        close_tls_after_upload(&self.logger, tls_closer).await;
         let duration = start_time.elapsed();
 
         match put_result {
@@ -616,14 +618,17 @@ where
         }
     }
 
+    /// FERRY PATCH (tls-close-notify): also returns, for TLS, the write half of the stream, so
+    /// that the upload can be answered with close_notify once the storage backend has read it.
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncRead + Send + Unpin + Sync>> {
+    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<(Box<dyn AsyncRead + Send + Unpin + Sync>, Option<TlsCloser>)> {
         match ftps_mode {
-            FtpsConfig::Off => Ok(Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>),
+            FtpsConfig::Off => Ok((Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>, None)),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
                 let tls_stream = accept_tls(tls_config, socket).await?;
-                Ok(Box::new(MeasuringReader::new(tls_stream, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>)
+                let (read_half, write_half) = tokio::io::split(tls_stream);
+                Ok((Box::new(MeasuringReader::new(read_half, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>, Some(write_half)))
             }
         }
     }
@@ -870,10 +875,39 @@ impl ListCommand {
 const DATA_TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn accept_tls(tls_config: Arc<rustls::ServerConfig>, socket: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    let acceptor: TlsAcceptor = tls_config.into();
+    // FERRY PATCH (data-tls-no-tickets): a TLS 1.3 server sends its session tickets after the
+    // handshake. On an upload the client only writes, closes with the tickets still unread, and
+    // its kernel answers with a reset that can destroy the upload's last bytes before Ferry reads
+    // them (the "lftp PUT bug with TLS 1.3" that made upstream leave TLS 1.3 off). Data
+    // connections therefore send no tickets; they still resume with the tickets the control
+    // connection handed out (same ticketer, session cache, certificate and verifier).
+    let mut data_config = (*tls_config).clone();
+    data_config.send_tls13_tickets = 0;
+    let acceptor: TlsAcceptor = Arc::new(data_config).into();
     match tokio::time::timeout(DATA_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake on the data connection timed out")),
+    }
+}
+
+/// FERRY PATCH (tls-close-notify): the write half of a TLS upload's data connection.
+type TlsCloser = tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// FERRY PATCH (tls-close-notify): how long the close_notify after an upload may take to send.
+const DATA_TLS_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// FERRY PATCH (tls-close-notify): upstream drops the TLS stream after an upload without
+/// answering the client's close_notify. Clients that wait for the answer, as RFC 4217 (section
+/// 12.1) and TLS say they may (Python's `ftplib` does: `conn.unwrap()`), then report an
+/// error although the file is whole. Sends close_notify (and FIN) before the transfer's reply.
+async fn close_tls_after_upload(logger: &slog::Logger, closer: Option<TlsCloser>) {
+    let Some(mut closer) = closer else {
+        return;
+    };
+    match tokio::time::timeout(DATA_TLS_CLOSE_TIMEOUT, closer.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => slog::debug!(logger, "Could not send close_notify after upload: {}", err),
+        Err(_) => slog::debug!(logger, "Timed out sending close_notify after upload"),
     }
 }
 

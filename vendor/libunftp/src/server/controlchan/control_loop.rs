@@ -189,13 +189,20 @@ where
     let jh = tokio::spawn(async move {
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
+        // FERRY PATCH (auth-tls-race): set between the 234 reply to AUTH TLS and the upgrade.
+        let mut tls_upgrade_pending = false;
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
                 let mut incoming = None;
                 let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
                 tokio::select! {
-                    cmd = command_source.next() => {
+                    // FERRY PATCH (auth-tls-race): the upgrade is signalled by an internal
+                    // message sent from another task. Upstream went on reading commands until
+                    // that message came, so a client quick to send its ClientHello after 234 had
+                    // it read (and answered, or lost) as a command line. Until the upgrade, only
+                    // internal messages are read; the socket is left to the TLS handshake.
+                    cmd = command_source.next(), if !tls_upgrade_pending => {
                         match cmd {
                             Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
                             None => {
@@ -248,7 +255,14 @@ where
                             FtpsConfig::On { tls_config } => tls_config.into(),
                             _ => panic!("Could not create TLS acceptor. Illegal program state"),
                         };
-                        let accepted = acceptor.accept(io).await;
+                        // FERRY PATCH (auth-tls-race): commands are read again from the TLS stream.
+                        tls_upgrade_pending = false;
+                        // FERRY PATCH (control-tls-handshake): bounded, as on the data channel; upstream
+                        // waited forever for a client that sent AUTH TLS and then nothing.
+                        let accepted = match tokio::time::timeout(CONTROL_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                            Ok(accepted) => accepted,
+                            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake on the control connection timed out")),
+                        };
                         let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = match accepted {
                             Ok(stream) => {
                                 let s: &ServerConnection = stream.get_ref().1;
@@ -279,9 +293,16 @@ where
 
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
+                    let is_auth = matches!(event, Event::Command(Command::Auth { .. }));
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
-                        Ok(reply) => reply_sink.send(reply).await,
+                        Ok(reply) => {
+                            // FERRY PATCH (auth-tls-race): see `tls_upgrade_pending`.
+                            if is_auth && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. }) {
+                                tls_upgrade_pending = true;
+                            }
+                            reply_sink.send(reply).await
+                        }
                     };
 
                     if let Err(chan_err) = handle_result {
@@ -306,6 +327,10 @@ where
 
     Ok(jh)
 }
+
+/// FERRY PATCH (control-tls-handshake): how long a client has to complete the TLS handshake
+/// after AUTH TLS (the data channel's bound, `DATA_TLS_HANDSHAKE_TIMEOUT`, is the same).
+const CONTROL_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 // gets the reply to be sent to the client and tells if the connection should be closed.
 fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -> (Reply, bool) {

@@ -4,7 +4,7 @@ use crate::{
     auth::UserDetail,
     server::{
         Command, ControlChanErrorKind, Event, Reply, ReplyCode, controlchan::error::ControlChanError, controlchan::middleware::ControlChanMiddleware,
-        ftpserver::options::FtpsRequired, session::SharedSession,
+        controlchan::commands::ProtParam, ftpserver::options::FtpsRequired, session::SharedSession,
     },
     storage::{Metadata, StorageBackend},
 };
@@ -107,39 +107,33 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
-        match (self.ftps_requirement, event) {
-            (FtpsRequired::None, event) => self.next.handle(event).await,
-            (FtpsRequired::All, event) => match event {
-                Event::Command(Command::Pasv) => {
-                    let is_tls = async {
-                        let session = self.session.lock().await;
-                        session.data_tls
-                    }
-                    .await;
-                    match is_tls {
-                        true => self.next.handle(event).await,
-                        false => Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel")),
-                    }
-                }
-                _ => self.next.handle(event).await,
-            },
-            (FtpsRequired::Accounts, event) => match event {
-                Event::Command(Command::Pasv) => {
-                    let (is_tls, username_opt) = async {
-                        let session = self.session.lock().await;
-                        (session.cmd_tls, session.username.clone())
-                    }
-                    .await;
-
-                    let username: String = username_opt.ok_or_else(|| ControlChanError::new(ControlChanErrorKind::IllegalState))?;
-                    let is_anonymous = is_anonymous_user(username)?;
-                    match (is_tls, is_anonymous) {
-                        (true, _) | (false, true) => self.next.handle(event).await,
-                        _ => Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel")),
-                    }
-                }
-                _ => self.next.handle(event).await,
-            },
+        // FERRY PATCH (ftps-data-required): upstream checked PASV only, so EPSV and PORT opened
+        // plaintext data connections whatever the requirement; for `Accounts` it checked the
+        // control channel instead of PROT P; and PROT C could turn protection off after PASV.
+        // Every command that opens a data connection, and PROT C, is now checked against PROT P.
+        let guarded = matches!(
+            event,
+            Event::Command(Command::Pasv)
+                | Event::Command(Command::Epsv)
+                | Event::Command(Command::Port { .. })
+                | Event::Command(Command::Prot { param: ProtParam::Clear })
+        );
+        if !guarded || self.ftps_requirement == FtpsRequired::None {
+            return self.next.handle(event).await;
+        }
+        let (data_tls, username) = {
+            let session = self.session.lock().await;
+            (session.data_tls, session.username.clone())
+        };
+        let exempt = match (self.ftps_requirement, username) {
+            (FtpsRequired::Accounts, Some(username)) => is_anonymous_user(username)?,
+            _ => false,
+        };
+        let lowers_protection = matches!(event, Event::Command(Command::Prot { .. }));
+        if exempt || (data_tls && !lowers_protection) {
+            self.next.handle(event).await
+        } else {
+            Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel"))
         }
     }
 }
