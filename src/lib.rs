@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod limits;
@@ -16,3 +17,4 @@ pub mod storage;
 pub mod transfer;
 pub mod user_admin;
 pub mod users;
+pub mod verified_logins;

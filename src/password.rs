@@ -1,10 +1,12 @@
 //! Password hashing and verification (argon2id), bounded and off the async runtime.
 
+use crate::verified_logins::VerifiedLogins;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 use tokio::sync::Semaphore;
 
 /// Argon2id memory cost in KiB (19 MiB), time cost and parallelism of every hash Ferry writes.
@@ -141,12 +143,16 @@ pub struct PasswordVerifier {
     permits: Arc<Semaphore>,
     /// Hashes running right now and the most ever seen at once: observability for the bound.
     in_flight: Arc<InFlight>,
+    /// Successful verifications of the last few minutes (`verify_or_recall`).
+    recent: Arc<VerifiedLogins>,
 }
 
 #[derive(Debug, Default)]
 struct InFlight {
     now: AtomicUsize,
     peak: AtomicUsize,
+    /// Hashes computed since start; a recalled login computes none.
+    total: AtomicUsize,
 }
 
 impl PasswordVerifier {
@@ -156,6 +162,7 @@ impl PasswordVerifier {
         PasswordVerifier {
             permits: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
             in_flight: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -163,26 +170,65 @@ impl PasswordVerifier {
     /// verified instead and the answer is always false, after the same amount of work.
     pub async fn verify(&self, phc: Option<&str>, candidate: &str) -> bool {
         let is_real_user = phc.is_some();
-        let phc = phc.unwrap_or(DUMMY_HASH).to_owned();
-        let candidate = candidate.to_owned();
+        self.hash_and_compare(phc.unwrap_or(DUMMY_HASH), candidate, None)
+            .await
+            && is_real_user
+    }
+
+    /// Like [`PasswordVerifier::verify`], but a pair verified within the last
+    /// [`crate::verified_logins::VERIFIED_LOGIN_TTL`] under users-file `generation` is
+    /// accepted without hashing, and a success is remembered. Only for logins that succeed
+    /// when the password is right (see `crate::verified_logins` on why that matters).
+    pub async fn verify_or_recall(&self, phc: &str, candidate: &str, generation: u64) -> bool {
+        self.hash_and_compare(phc, candidate, Some(generation))
+            .await
+    }
+
+    async fn hash_and_compare(&self, phc: &str, candidate: &str, recall: Option<u64>) -> bool {
+        let recalled = || {
+            recall.is_some_and(|generation| {
+                self.recent
+                    .contains(generation, phc, candidate, Instant::now())
+            })
+        };
+        if recalled() {
+            return true;
+        }
         // The semaphore is never closed, so acquiring only fails if it were; fail closed.
         let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return false;
         };
+        // Looked up again: a burst of sessions with one password (a sync tool opening ten
+        // connections) queues here behind the first hash, which has remembered it meanwhile.
+        if recalled() {
+            return true;
+        }
+        let (owned_phc, owned_candidate) = (phc.to_owned(), candidate.to_owned());
         let in_flight = Arc::clone(&self.in_flight);
+        let remember = recall.map(|generation| (Arc::clone(&self.recent), generation));
         // The permit moves into the blocking task: if the client disconnects and this future
         // is dropped, the hash still runs to completion and keeps its permit until then, so
         // abandoned logins cannot push the number of hashes past the bound.
         let verification = tokio::task::spawn_blocking(move || {
             let running = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
             in_flight.peak.fetch_max(running, Ordering::SeqCst);
-            let matches = verify_password(&phc, &candidate);
+            in_flight.total.fetch_add(1, Ordering::SeqCst);
+            let matches = verify_password(&owned_phc, &owned_candidate);
+            if let (true, Some((recent, generation))) = (matches, remember) {
+                // Before the permit is released, so the next login waiting for it finds this.
+                recent.insert(generation, &owned_phc, &owned_candidate, Instant::now());
+            }
             in_flight.now.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
             matches
         });
         // A panicked hash (JoinError) is a refused login.
-        verification.await.unwrap_or(false) && is_real_user
+        verification.await.unwrap_or(false)
+    }
+
+    /// Argon2 hashes computed so far.
+    pub fn hashes_computed(&self) -> usize {
+        self.in_flight.total.load(Ordering::SeqCst)
     }
 
     /// The most hashes that have ever run at once; never above `max_concurrent_hashes`.
@@ -259,6 +305,51 @@ mod tests {
         assert!(!verifier.verify(Some(&phc), "wrong").await);
         // Even the dummy hash's own (unknown) password must not log in a missing user.
         assert!(!verifier.verify(None, "pw").await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_repeated_right_password_is_recalled_and_a_wrong_one_always_hashed() {
+        let verifier = PasswordVerifier::new(2);
+        let phc = hash_password("pw").expect("hash");
+        assert!(verifier.verify_or_recall(&phc, "pw", 0).await);
+        assert!(verifier.verify_or_recall(&phc, "pw", 0).await);
+        assert_eq!(
+            verifier.hashes_computed(),
+            1,
+            "the second login is recalled"
+        );
+        assert!(!verifier.verify_or_recall(&phc, "nope", 0).await);
+        assert!(!verifier.verify_or_recall(&phc, "nope", 0).await);
+        assert_eq!(
+            verifier.hashes_computed(),
+            3,
+            "wrong passwords are never remembered"
+        );
+        assert!(verifier.verify_or_recall(&phc, "pw", 1).await);
+        assert_eq!(verifier.hashes_computed(), 4, "a users-file reload forgets");
+        assert!(verifier.verify(Some(&phc), "pw").await);
+        assert_eq!(verifier.hashes_computed(), 5, "plain verify never recalls");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_one_login_hashes_at_most_once_per_permit() {
+        let verifier = Arc::new(PasswordVerifier::new(2));
+        let phc: Arc<str> = hash_password("pw").expect("hash").into();
+        let logins: Vec<_> = (0..12)
+            .map(|_| {
+                let (verifier, phc) = (Arc::clone(&verifier), Arc::clone(&phc));
+                tokio::spawn(async move { verifier.verify_or_recall(&phc, "pw", 0).await })
+            })
+            .collect();
+        for login in logins {
+            assert!(login.await.expect("join"));
+        }
+        // The first two hold the permits; the rest find the result once one is done.
+        assert!(
+            verifier.hashes_computed() <= 2,
+            "{}",
+            verifier.hashes_computed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
