@@ -5,9 +5,11 @@
 #   REPS=1 QUICK=1 bench/compare.sh   # small sizes, to check the setup in a minute
 #
 # Both servers serve the same files (hard links on one filesystem) to one account each, with
-# the same limits, on loopback. Scenarios alternate between the servers (the order flips every
-# repetition) so that load from other processes hits both alike. Results: $BENCH_DIR/results.jsonl
-# (one JSON line per run) and the table on stdout.
+# the same limits, on loopback, logging each transfer, and without banning an address after
+# failed logins (vsftpd has no such ban; the login-flood scenario needs them to fail freely).
+# Scenarios alternate between the servers (the order flips every repetition) so that load
+# from other processes hits both alike. Results: $BENCH_DIR/results.jsonl (one JSON line per
+# run) and the table on stdout.
 #
 # Environment: REPS (3), BENCH_DIR (/dev/shm/ferry-bench: tmpfs, so the disk is not measured),
 # FERRY_PORT (2621), VSFTPD_PORT (2622), QUICK (small sizes), VSFTPD_IDLE_10K (1 to also hold
@@ -119,7 +121,8 @@ start_ferry() {
   "$FERRY" serve --bind "127.0.0.1:$FERRY_PORT" --root "$BENCH_DIR/ferry-root" \
     --users "$BENCH_DIR/ferry-users.toml" --passive-ports "$FERRY_PASSIVE" \
     --max-sessions "$MAX_SESSIONS" --max-sessions-per-ip "$MAX_SESSIONS" \
-    --idle-timeout 600 --log-level info 2>>"$BENCH_DIR/ferry.log" &
+    --idle-timeout 600 --failed-login-max-attempts 0 \
+    --log-level info 2>>"$BENCH_DIR/ferry.log" &
   FERRY_PID=$!
 }
 start_vsftpd() {
@@ -164,6 +167,7 @@ SCENARIOS=(
   "small-files|small-files --files $SMALL_FILES --size 4KiB --dir small"
   "list|list --path list --entries $LIST_ENTRIES --repeat 5"
   "login|login --workers 32 --seconds 10 --count 5000"
+  "retr-during-login-flood|retr --path big.bin --size $BIG"
   "idle-1000|idle --sessions 1000"
   "idle-$IDLE_BIG|idle --sessions $IDLE_BIG"
 )
@@ -184,10 +188,20 @@ run_one() { # server scenario-name arguments...
   if [ "$server" = vsftpd ] && [ "$name" = idle-10000 ] && [ -z "$VSFTPD_IDLE_10K" ]; then
     return 0
   fi
+  # A flood of logins with a wrong password (every one costs a full password hash) runs
+  # while this download does: hashing must not take the CPU from transfers.
+  local flood=""
+  if [ "$name" = retr-during-login-flood ]; then
+    "$BENCH" --url "${url/:$PASSWORD@/:wrong-password@}" --label flood \
+      login --workers 32 --seconds 12 --count 100000 >/dev/null &
+    flood=$!
+    sleep 2
+  fi
   # shellcheck disable=SC2086 # the arguments are words on purpose
   "$BENCH" --url "$url" --server-pid "$pid" --label "$server" $* \
     | jq -c --arg name "$name" --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
       '. + {name: $name, load: ($load | tonumber)}' >>"$RESULTS" || true
+  if [ -n "$flood" ]; then wait "$flood" || true; fi
   # Uploads are not kept: 500 × 10 MiB per run would fill the tmpfs.
   rm -f "$FERRY_HOME"/up/* "$VSFTPD_HOME"/up/* "$FERRY_HOME"/small/* "$VSFTPD_HOME"/small/*
 }
