@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod cert;
 pub mod cli;
 pub mod client;
@@ -23,3 +24,4 @@ pub mod tls;
 pub mod transfer;
 pub mod user_admin;
 pub mod users;
+pub mod verified_logins;

@@ -95,6 +95,13 @@ impl UserPath {
         Some((UserPath { relative: parent }, name))
     }
 
+    /// The final name, empty for the home itself.
+    pub fn file_name(&self) -> String {
+        self.split_parent()
+            .map(|(_, name)| name.to_owned())
+            .unwrap_or_default()
+    }
+
     /// Joins a single directory-entry name (as read from disk) onto this path.
     pub fn child(&self, name: &str) -> UserPath {
         UserPath {

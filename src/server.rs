@@ -246,14 +246,13 @@ fn admit<A>(
             return;
         }
     };
-    let control_copy = match stream.as_fd().try_clone_to_owned() {
-        Ok(fd) => std::net::TcpStream::from(fd),
+    let link = match SessionLink::new(client, stream.as_fd(), shared.state.clone()) {
+        Ok(link) => Arc::new(link),
         Err(error) => {
-            slog::error!(shared.logger, "could not duplicate control socket"; "error" => %error);
+            slog::error!(shared.logger, "could not inspect control socket"; "error" => %error);
             return;
         }
     };
-    let link = Arc::new(SessionLink::new(client, control_copy, shared.state.clone()));
     let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
     lock(&shared.sessions).insert(id, link.clone());
 
@@ -465,7 +464,7 @@ async fn termination_signal(logger: slog::Logger) {
 
 /// Every session holds a control socket and sometimes a data socket and a file: raise the
 /// soft limit on open files to the hard limit so thousands of sessions fit.
-fn raise_open_file_limit(logger: &slog::Logger) {
+pub fn raise_open_file_limit(logger: &slog::Logger) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

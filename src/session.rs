@@ -1,15 +1,16 @@
 //! What Ferry knows about each live session beside libunftp: the client, the logged-in user,
 //! running transfers, and a second handle on the control socket.
 //!
-//! libunftp owns the control connection once a session starts. Ferry keeps a duplicate of the
-//! socket descriptor so that it can tell whether the client has gone (an upload whose data
-//! connection closes cleanly after the control connection died is not committed) and so that
-//! shutdown can close idle sessions.
+//! libunftp owns the control connection once a session starts. Ferry remembers the socket's
+//! descriptor number and identity so that it can tell whether the client has gone (an upload
+//! whose data connection closes cleanly after the control connection died is not committed)
+//! and so that shutdown can close idle sessions. It does not hold a duplicate for the whole
+//! session: that would double the descriptors an idle session costs (see [`ControlSocket`]).
 
 use crate::storage::StoreError;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -48,12 +49,61 @@ impl ServerState {
     }
 }
 
+/// The control socket of a session, borrowed from libunftp by number when needed.
+///
+/// The number alone is not enough: once libunftp closes the socket, the number can be reused
+/// by any new file or socket. So the socket's identity (device and inode, unique among open
+/// sockets) is recorded at accept time, and every use first duplicates the number and then
+/// checks the duplicate's identity: a match is the control socket, held open by the duplicate
+/// for as long as it is used; a mismatch or a closed number means the session has ended.
+#[derive(Debug)]
+struct ControlSocket {
+    fd: RawFd,
+    identity: (u64, u64),
+}
+
+impl ControlSocket {
+    fn new(socket: BorrowedFd<'_>) -> io::Result<Self> {
+        Ok(ControlSocket {
+            fd: socket.as_raw_fd(),
+            identity: identity(socket)?,
+        })
+    }
+
+    /// A duplicate of the control socket while it is open; None once it has been closed.
+    fn borrow(&self) -> Option<TcpStream> {
+        // SAFETY: F_DUPFD_CLOEXEC on a number that may no longer be open fails with EBADF or
+        // duplicates some other file; the identity check below rejects the latter.
+        let duplicate = unsafe { libc::fcntl(self.fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if duplicate < 0 {
+            return None;
+        }
+        // SAFETY: fcntl returned a new descriptor that nothing else owns.
+        let duplicate = unsafe { OwnedFd::from_raw_fd(duplicate) };
+        match identity(duplicate.as_fd()) {
+            Ok(found) if found == self.identity => Some(TcpStream::from(duplicate)),
+            _ => None,
+        }
+    }
+}
+
+/// (device, inode) of an open file.
+fn identity(file: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `file` is open for the duration of the call and `stat` is writable.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((stat.st_dev, stat.st_ino))
+}
+
 /// One live session, shared by the accept loop and the session's storage backend.
 #[derive(Debug)]
 pub struct SessionLink {
     pub client: SocketAddr,
-    /// A duplicate of the control socket (see the module docs).
-    control: TcpStream,
+    /// The control socket, owned by libunftp (see the module docs).
+    control: ControlSocket,
     user: Mutex<Option<String>>,
     transfers: AtomicUsize,
     /// A session that never transferred has no final reply in flight: shutdown closes it at once.
@@ -62,15 +112,20 @@ pub struct SessionLink {
 }
 
 impl SessionLink {
-    pub fn new(client: SocketAddr, control: TcpStream, server: Arc<ServerState>) -> Self {
-        SessionLink {
+    /// Links a session to its control socket, which libunftp is about to own.
+    pub fn new(
+        client: SocketAddr,
+        control: BorrowedFd<'_>,
+        server: Arc<ServerState>,
+    ) -> io::Result<Self> {
+        Ok(SessionLink {
             client,
-            control,
+            control: ControlSocket::new(control)?,
             user: Mutex::new(None),
             transfers: AtomicUsize::new(0),
             ever_transferred: AtomicBool::new(false),
             server,
-        }
+        })
     }
 
     pub fn set_user(&self, name: &str) {
@@ -104,12 +159,15 @@ impl SessionLink {
 
     /// True when the client has closed or reset the control connection.
     pub fn control_closed(&self) -> bool {
+        let Some(control) = self.control.borrow() else {
+            return true; // libunftp closed it: the session is over
+        };
         let mut poll = libc::pollfd {
-            fd: self.control.as_raw_fd(),
+            fd: control.as_raw_fd(),
             events: libc::POLLRDHUP,
             revents: 0,
         };
-        // SAFETY: one valid pollfd, zero timeout; the descriptor is owned by `self.control`.
+        // SAFETY: one valid pollfd, zero timeout; `control` keeps the descriptor open.
         let ready = unsafe { libc::poll(&mut poll, 1, 0) };
         ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
@@ -117,9 +175,10 @@ impl SessionLink {
     /// Tells the client the service is closing (421) and closes the control connection, which
     /// ends libunftp's control loop for this session.
     pub fn close(&self, reply: &str) {
-        let mut control = &self.control;
-        let _ = control.write_all(format!("421 {reply}\r\n").as_bytes());
-        let _ = self.control.shutdown(Shutdown::Both);
+        if let Some(mut control) = self.control.borrow() {
+            let _ = control.write_all(format!("421 {reply}\r\n").as_bytes());
+            let _ = control.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -134,5 +193,51 @@ impl Drop for TransferGuard {
         self.link.transfers.fetch_sub(1, Ordering::SeqCst);
         self.link.server.transfers.fetch_sub(1, Ordering::SeqCst);
         self.link.server.notify_activity();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        (server, client)
+    }
+
+    #[test]
+    fn control_socket_is_seen_closed_when_the_client_goes() {
+        let (server, client) = connected_pair();
+        let link = SessionLink::new(
+            client.peer_addr().expect("peer"),
+            server.as_fd(),
+            Arc::default(),
+        )
+        .expect("link");
+        assert!(!link.control_closed());
+        drop(client);
+        assert!(link.control_closed());
+    }
+
+    #[test]
+    fn a_descriptor_number_that_now_names_another_socket_is_not_the_control_socket() {
+        let (server, _client) = connected_pair();
+        let (other, _other_client) = connected_pair();
+        let control = ControlSocket::new(server.as_fd()).expect("identity");
+        assert!(control.borrow().is_some());
+        // What the number names once libunftp has closed it and a new connection took it:
+        let reused = ControlSocket {
+            fd: other.as_raw_fd(),
+            identity: control.identity,
+        };
+        assert!(reused.borrow().is_none());
+        let closed = ControlSocket {
+            fd: -1,
+            identity: control.identity,
+        };
+        assert!(closed.borrow().is_none());
     }
 }

@@ -11,10 +11,12 @@ use crate::transfer;
 use async_trait::async_trait;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions};
+use std::collections::HashMap;
 use std::io;
-use std::path::Path;
-use std::sync::Arc;
+use std::os::unix::fs::MetadataExt as StdMetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A session's filesystem store. Holds no home until the user has logged in.
@@ -49,7 +51,7 @@ impl LocalStore {
 impl Store for LocalStore {
     fn enter(&mut self, home: &Path) -> io::Result<()> {
         std::fs::create_dir_all(home)?;
-        self.home = Some(Arc::new(Dir::open_ambient_dir(home, ambient_authority())?));
+        self.home = Some(open_home(home)?);
         Ok(())
     }
 
@@ -61,36 +63,21 @@ impl Store for LocalStore {
 
     async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
         let path = path.clone();
+        self.blocking(move |home| read_entries(&home.open_dir(path.relative())?))
+            .await
+    }
+
+    /// One stat decides between a directory's entries and the file itself, in one blocking
+    /// task: a LIST is then one hop off the async runtime, not two.
+    async fn listing(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+        let path = path.clone();
         self.blocking(move |home| {
-            let dir = home.open_dir(path.relative())?;
-            let mut entries = Vec::new();
-            for dir_entry in dir.entries()? {
-                let dir_entry = dir_entry?;
-                let Ok(name) = dir_entry.file_name().into_string() else {
-                    continue; // names that are not UTF-8 cannot be sent in a UTF-8 listing
-                };
-                if name.starts_with(UPLOAD_TEMP_PREFIX) {
-                    continue;
-                }
-                let Ok(metadata) = dir_entry.metadata() else {
-                    continue; // removed while listing
-                };
-                let entry = if metadata.is_symlink() {
-                    // Follow the link only as far as the home allows; otherwise show the link.
-                    dir.metadata(&name)
-                        .map(|m| entry_from(&m))
-                        .unwrap_or(Entry {
-                            kind: EntryKind::Symlink,
-                            len: 0,
-                            modified: None,
-                            mode: 0o777,
-                        })
-                } else {
-                    entry_from(&metadata)
-                };
-                entries.push((name, entry));
+            let metadata = home.metadata(path.relative())?;
+            if metadata.is_dir() {
+                read_entries(&home.open_dir(path.relative())?)
+            } else {
+                Ok(vec![(path.file_name(), entry_from(&metadata))])
             }
-            Ok(entries)
         })
         .await
     }
@@ -104,47 +91,44 @@ impl Store for LocalStore {
     where
         W: AsyncWrite + Unpin + Send + Sync + ?Sized,
     {
-        let path = path.clone();
-        let file = self
-            .blocking(move |home| {
-                let file = home.open(path.relative())?;
-                if !file.metadata()?.is_file() {
-                    return Err(StoreError::NotAFile);
-                }
-                Ok(file.into_std())
-            })
-            .await?;
-        Ok(transfer::send_file(file, offset, out).await?)
+        let (home, path) = (self.home()?, path.clone());
+        let open = move || {
+            let file = home.open(path.relative())?;
+            if !file.metadata()?.is_file() {
+                return Err(StoreError::NotAFile);
+            }
+            Ok(file.into_std())
+        };
+        transfer::send_file(open, offset, out).await
     }
 
     async fn write_atomically<R>(
         &self,
         path: &UserPath,
         input: &mut R,
-        gate: &dyn CommitGate,
+        gate: Arc<dyn CommitGate>,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized,
     {
         let (parent, name) = path.split_parent().ok_or(StoreError::NotAFile)?;
-        let name = name.to_owned();
-        let (temp, file) = self
-            .blocking(move |home| {
-                let dir = home.open_dir(parent.relative())?;
-                if dir.metadata(&name).is_ok_and(|m| m.is_dir()) {
-                    return Err(StoreError::NotAFile);
-                }
-                let (temp_name, file) = create_temporary(&dir)?;
-                Ok((TemporaryUpload::new(dir, temp_name, name), file))
-            })
-            .await?;
-        // From here until `commit`, dropping `temp` (error, ABOR, disconnect) deletes the file.
-        let received = transfer::receive_into_file(input, file.into_std(), 0).await?;
-        gate.may_commit()?;
-        tokio::task::spawn_blocking(move || temp.commit())
-            .await
-            .map_err(|join_error| StoreError::Io(io::Error::other(join_error)))??;
-        Ok(received)
+        let (home, name) = (self.home()?, name.to_owned());
+        // A hidden temporary beside the target. From here until `commit`, dropping it (an
+        // error, ABOR, a disconnect) deletes the file.
+        let open = move || {
+            let dir = home.open_dir(parent.relative())?;
+            if dir.metadata(&name).is_ok_and(|m| m.is_dir()) {
+                return Err(StoreError::NotAFile);
+            }
+            let (temp_name, file) = create_temporary(&dir)?;
+            Ok((file.into_std(), TemporaryUpload::new(dir, temp_name, name)))
+        };
+        // Every byte is written: replace the target, if the client is still there to see it.
+        let finish = move |temp: TemporaryUpload| {
+            gate.may_commit()?;
+            temp.commit()
+        };
+        transfer::receive_into_file(input, 0, open, finish).await
     }
 
     async fn write_in_place<R>(
@@ -156,18 +140,16 @@ impl Store for LocalStore {
     where
         R: AsyncRead + Unpin + Send + ?Sized,
     {
-        let path = path.clone();
-        let file = self
-            .blocking(move |home| {
-                let file =
-                    home.open_with(path.relative(), OpenOptions::new().write(true).create(true))?;
-                if !file.metadata()?.is_file() {
-                    return Err(StoreError::NotAFile);
-                }
-                Ok(file.into_std())
-            })
-            .await?;
-        Ok(transfer::receive_into_file(input, file, offset).await?)
+        let (home, path) = (self.home()?, path.clone());
+        let open = move || {
+            let file =
+                home.open_with(path.relative(), OpenOptions::new().write(true).create(true))?;
+            if !file.metadata()?.is_file() {
+                return Err(StoreError::NotAFile);
+            }
+            Ok((file.into_std(), ()))
+        };
+        transfer::receive_into_file(input, offset, open, |()| Ok(())).await
     }
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {
@@ -204,6 +186,76 @@ impl Store for LocalStore {
         })
         .await
     }
+}
+
+/// Home directory handles shared by the sessions of each home: an idle session then costs one
+/// descriptor (its control socket) instead of two, which is what lets 10,000 sessions fit
+/// under a 20,000 descriptor limit. Weak, so a handle closes with the last session using it.
+static OPEN_HOMES: LazyLock<Mutex<OpenHomes>> = LazyLock::new(Mutex::default);
+
+#[derive(Default)]
+struct OpenHomes {
+    handles: HashMap<PathBuf, Weak<Dir>>,
+    /// Size at which entries of homes without sessions are swept out next (amortised).
+    sweep_at: usize,
+}
+
+/// Entries swept at the earliest; below this the map is too small to bother.
+const HOMES_FIRST_SWEEP: usize = 64;
+
+/// The handle on `home`: a live one if another session has it and the path still names that
+/// directory (a home removed and created again is a new directory), a new one otherwise.
+fn open_home(home: &Path) -> io::Result<Arc<Dir>> {
+    let mut open = OPEN_HOMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(dir) = open.handles.get(home).and_then(Weak::upgrade) {
+        let named = std::fs::metadata(home)?;
+        let held = dir.dir_metadata()?;
+        if (held.dev(), held.ino()) == (StdMetadataExt::dev(&named), StdMetadataExt::ino(&named)) {
+            return Ok(dir);
+        }
+    }
+    let dir = Arc::new(Dir::open_ambient_dir(home, ambient_authority())?);
+    if open.handles.len() >= open.sweep_at {
+        open.handles.retain(|_, handle| handle.strong_count() > 0);
+        open.sweep_at = (open.handles.len() * 2).max(HOMES_FIRST_SWEEP);
+    }
+    open.handles
+        .insert(home.to_path_buf(), Arc::downgrade(&dir));
+    Ok(dir)
+}
+
+/// The entries of `dir` without upload temporaries; links are followed only within the home.
+fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
+    let mut entries = Vec::new();
+    for dir_entry in dir.entries()? {
+        let dir_entry = dir_entry?;
+        let Ok(name) = dir_entry.file_name().into_string() else {
+            continue; // names that are not UTF-8 cannot be sent in a UTF-8 listing
+        };
+        if name.starts_with(UPLOAD_TEMP_PREFIX) {
+            continue;
+        }
+        let Ok(metadata) = dir_entry.metadata() else {
+            continue; // removed while listing
+        };
+        let entry = if metadata.is_symlink() {
+            // Follow the link only as far as the home allows; otherwise show the link.
+            dir.metadata(&name)
+                .map(|m| entry_from(&m))
+                .unwrap_or(Entry {
+                    kind: EntryKind::Symlink,
+                    len: 0,
+                    modified: None,
+                    mode: 0o777,
+                })
+        } else {
+            entry_from(&metadata)
+        };
+        entries.push((name, entry));
+    }
+    Ok(entries)
 }
 
 fn entry_from(metadata: &cap_std::fs::Metadata) -> Entry {
@@ -304,4 +356,29 @@ pub fn remove_stale_temporaries(root: &Path) -> io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_of_one_home_share_a_handle_until_the_home_is_replaced() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let home = root.path().join("alice");
+        std::fs::create_dir(&home).expect("home");
+        let first = open_home(&home).expect("open");
+        let second = open_home(&home).expect("open again");
+        assert!(Arc::ptr_eq(&first, &second));
+
+        std::fs::remove_dir(&home).expect("remove");
+        std::fs::create_dir(&home).expect("create again");
+        let third = open_home(&home).expect("open the new home");
+        assert!(!Arc::ptr_eq(&first, &third));
+        std::fs::write(home.join("seen"), b"x").expect("write");
+        assert!(
+            third.exists("seen"),
+            "the new handle is on the new directory"
+        );
+    }
 }

@@ -24,6 +24,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use unftp_core::storage::{self as ftp, FEATURE_RESTART, Fileinfo, StorageBackend};
 
+/// Listings with more entries than this are formatted on the blocking pool (see `list_fmt`).
+const FORMAT_INLINE_MAX_ENTRIES: usize = 500;
+
 /// One session's storage backend (libunftp builds one per connection).
 #[derive(Debug)]
 pub struct FerryStorage<S: Store = LocalStore> {
@@ -175,9 +178,9 @@ impl<S: Store> Drop for AuditIfAbandoned<'_, S> {
 }
 
 /// Commits an upload only while the client is still connected (see `crate::session`).
-struct ControlConnectionGate<'a>(&'a SessionLink);
+struct ControlConnectionGate(Arc<SessionLink>);
 
-impl CommitGate for ControlConnectionGate<'_> {
+impl CommitGate for ControlConnectionGate {
     fn may_commit(&self) -> Result<(), StoreError> {
         if self.0.control_closed() {
             Err(StoreError::Interrupted(
@@ -279,10 +282,19 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
     {
         let started = Instant::now();
         let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list)?;
-        let result = self
-            .list_entries_or_file(&path)
-            .await
-            .map(|entries| listing::long_format(&entries, SystemTime::now()));
+        let result = match self.store.listing(&path).await {
+            // Formatting takes ~0.2 µs an entry: past a few hundred entries that would hold
+            // an async worker (and every session queued on it) for too long.
+            Ok(entries) if entries.len() > FORMAT_INLINE_MAX_ENTRIES => {
+                tokio::task::spawn_blocking(move || {
+                    listing::long_format(&entries, SystemTime::now())
+                })
+                .await
+                .map_err(|join_error| StoreError::Io(std::io::Error::other(join_error)))
+            }
+            Ok(entries) => Ok(listing::long_format(&entries, SystemTime::now())),
+            Err(error) => Err(error),
+        };
         let result = self.finish(user, Op::Ls, &path, started, result, |text| {
             Some(text.len() as u64)
         });
@@ -298,7 +310,8 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
             .map_err(std::io::Error::other)?;
         let result = self
-            .list_entries_or_file(&path)
+            .store
+            .listing(&path)
             .await
             .map(|entries| listing::names(&entries));
         self.finish(user, Op::Ls, &path, started, result, |text| {
@@ -360,8 +373,8 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             self.check_overwrite(user, &path).await?;
             let _transfer = self.session.begin_transfer()?;
             if start_pos == 0 {
-                let gate = ControlConnectionGate(&self.session);
-                self.store.write_atomically(&path, &mut input, &gate).await
+                let gate = Arc::new(ControlConnectionGate(self.session.clone()));
+                self.store.write_atomically(&path, &mut input, gate).await
             } else {
                 // REST+STOR resumes into the existing file: the documented exception to
                 // atomic replacement (the partial file is what the client resumes).
@@ -443,24 +456,6 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             Ok(_) => Err(errors::to_ftp_error(StoreError::NotADirectory)),
             Err(error) => Err(errors::to_ftp_error(error)),
         }
-    }
-}
-
-impl<S: Store> FerryStorage<S> {
-    /// LIST and NLST of a file name list that one file, as `ls` does.
-    async fn list_entries_or_file(
-        &self,
-        path: &UserPath,
-    ) -> Result<Vec<(String, Entry)>, StoreError> {
-        let entry = self.store.entry(path).await?;
-        if entry.kind == EntryKind::Dir {
-            return self.store.list(path).await;
-        }
-        let name = path
-            .split_parent()
-            .map(|(_, name)| name.to_owned())
-            .unwrap_or_default();
-        Ok(vec![(name, entry)])
     }
 }
 

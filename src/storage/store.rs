@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use std::fmt::Debug;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -90,7 +91,8 @@ impl From<io::Error> for StoreError {
 }
 
 /// Asked once an upload's data has all arrived, just before it is made visible: the policy's
-/// last chance to refuse (for instance because the control connection died meanwhile).
+/// last chance to refuse (for instance because the control connection died meanwhile). Asked
+/// from whatever thread finishes the upload.
 pub trait CommitGate: Send + Sync {
     fn may_commit(&self) -> Result<(), StoreError>;
 }
@@ -106,6 +108,16 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// The entries of a directory, without upload temporaries, in no particular order.
     async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError>;
+
+    /// What LIST and NLST show: the entries of a directory, or the one entry of a file under
+    /// its own name, as `ls` does. A store that can answer in one step should.
+    async fn listing(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+        let entry = self.entry(path).await?;
+        if entry.kind == EntryKind::Dir {
+            return self.list(path).await;
+        }
+        Ok(vec![(path.file_name(), entry)])
+    }
 
     /// Sends a regular file from `offset` to `out`.
     async fn read_into<W>(
@@ -124,7 +136,7 @@ pub trait Store: Send + Sync + Debug + 'static {
         &self,
         path: &UserPath,
         input: &mut R,
-        gate: &dyn CommitGate,
+        gate: Arc<dyn CommitGate>,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;

@@ -219,15 +219,7 @@ fn test_logger() -> slog::Logger {
 
 /// Deterministic test content of `len` bytes (not periodic at any power of two).
 pub fn pattern(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_u32;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
+    ferry::bench::pattern(len, 0)
 }
 
 /// A control connection spoken to line by line, for what client libraries do not expose.

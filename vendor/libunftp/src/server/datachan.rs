@@ -11,6 +11,7 @@ use crate::{
 };
 
 use crate::server::chancomms::DataChanCmd;
+use crate::storage::PLAINTEXT_DATA_SOCKET;
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -180,6 +181,8 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
+        // FERRY PATCH (raw-data-socket): lend the socket to the storage call below.
+        let raw_socket = plaintext_socket(&self.socket, &self.ftps_mode);
         let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
             Ok(io) => io,
             Err(err) => {
@@ -189,9 +192,11 @@ where
         };
 
         let start_time = Instant::now();
-        let result = self
-            .storage
-            .get_into((*self.user).as_ref().unwrap(), path.clone(), start_pos, &mut output)
+        let result = PLAINTEXT_DATA_SOCKET
+            .scope(
+                raw_socket,
+                self.storage.get_into((*self.user).as_ref().unwrap(), path.clone(), start_pos, &mut output),
+            )
             .await;
 
         if let Err(err) = output.shutdown().await {
@@ -281,6 +286,8 @@ where
     async fn exec_stor(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx = self.control_msg_tx.clone();
+        // FERRY PATCH (raw-data-socket): lend the socket to the storage call below.
+        let raw_socket = plaintext_socket(&self.socket, &self.ftps_mode);
 
         let (input, tls_closer) = match Self::reader(self.socket, self.ftps_mode, "stor").await {
             Ok(io) => io,
@@ -290,14 +297,8 @@ where
             }
         };
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                input,
-                path.clone(),
-                start_pos,
-            )
+        let put_result = PLAINTEXT_DATA_SOCKET
+            .scope(raw_socket, self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos))
             .await;
         close_tls_after_upload(&self.logger, tls_closer).await;
         let duration = start_time.elapsed();
@@ -355,6 +356,8 @@ where
             Err(_) => 0,
         };
 
+        // FERRY PATCH (raw-data-socket): lend the socket to the storage call below.
+        let raw_socket = plaintext_socket(&self.socket, &self.ftps_mode);
         let (input, tls_closer) = match Self::reader(self.socket, self.ftps_mode, "appe").await {
             Ok(io) => io,
             Err(err) => {
@@ -363,14 +366,8 @@ where
             }
         };
         let start_time = Instant::now();
-        let put_result = self
-            .storage
-            .put(
-                (*self.user).as_ref().unwrap(),
-                input,
-                path.clone(),
-                start_pos,
-            )
+        let put_result = PLAINTEXT_DATA_SOCKET
+            .scope(raw_socket, self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos))
             .await;
         close_tls_after_upload(&self.logger, tls_closer).await;
         let duration = start_time.elapsed();
@@ -865,6 +862,15 @@ impl ListCommand {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
         }
+    }
+}
+
+/// FERRY PATCH (raw-data-socket): the descriptor storage backends may use for zero-copy
+/// transfers (`crate::storage::plaintext_data_socket`); only for plaintext data connections.
+fn plaintext_socket(socket: &TcpStream, ftps_mode: &FtpsConfig) -> Option<std::os::fd::RawFd> {
+    match ftps_mode {
+        FtpsConfig::Off => Some(std::os::fd::AsRawFd::as_raw_fd(socket)),
+        _ => None,
     }
 }
 

@@ -1,7 +1,7 @@
-//! The data path: large-buffer copy loops between data sockets and files.
+//! Transfers through any async stream (TLS data connections, tests): large-buffer copy loops.
 //!
 //! Disk I/O is blocking, so each transfer runs one blocking-pool task that does all of its file
-//! reads (or writes), connected to the async socket side by a short channel of large buffers.
+//! reads (or writes), connected to the async stream side by a short channel of large buffers.
 //! Disk and network then overlap, and a transfer costs one blocking-pool hop in total instead
 //! of one per 4–8 KiB (what libunftp's default path does through `tokio::fs`).
 
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 /// Bytes moved per buffer. 256 KiB is where loopback throughput stops improving on the
 /// benchmark machine while per-transfer memory (CHUNK × BUFFERS) stays under 1 MiB.
-pub const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// Buffers in flight per transfer: one being filled, one being drained, one queued.
 const BUFFERS: usize = 3;

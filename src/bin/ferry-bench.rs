@@ -1,0 +1,34 @@
+//! `ferry-bench`: measures an FTP server, Ferry or any other; the work is in `ferry::bench`.
+
+use clap::Parser;
+use ferry::bench::BenchArgs;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    // Thousands of sessions need thousands of sockets.
+    ferry::server::raise_open_file_limit(&slog::Logger::root(slog::Discard, slog::o!()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ferry-bench: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(ferry::bench::run(&args));
+    match serde_json::to_string(&report) {
+        Ok(line) => println!("{line}"),
+        Err(error) => {
+            eprintln!("ferry-bench: could not encode the report: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

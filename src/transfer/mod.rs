@@ -1,0 +1,108 @@
+//! The data path: how a download leaves a file and an upload reaches one.
+//!
+//! On a plaintext data connection the bytes never pass through Ferry's memory: downloads use
+//! sendfile(2) and uploads splice(2) ([`zero_copy`]), on one blocking-pool thread per transfer.
+//! TLS data connections (and anything else that is only an async stream) go through large
+//! buffers ([`buffered`]). Either way a transfer costs one blocking-pool task, and dropping
+//! its future (ABOR, a closed session) stops it.
+
+mod buffered;
+mod zero_copy;
+
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Sends a file to the client from byte `offset` to its end; returns the bytes sent.
+///
+/// `open` runs on the thread that then sends the file, so from open to last byte a download
+/// is one blocking-pool task. `out` is the data connection as libunftp hands it over; when it
+/// is a plaintext socket, libunftp also lends its descriptor and the file goes out with
+/// sendfile(2) instead.
+pub async fn send_file<W, E>(
+    open: impl FnOnce() -> Result<File, E> + Send + 'static,
+    offset: u64,
+    out: &mut W,
+) -> Result<u64, E>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+    E: From<io::Error> + Send + 'static,
+{
+    match zero_copy::lent_data_socket()? {
+        Some(socket) => {
+            run_cancellable(move |cancelled| {
+                let file = open()?;
+                Ok(zero_copy::send_file(&socket, &file, offset, cancelled)?)
+            })
+            .await
+        }
+        None => {
+            let file = run_cancellable(move |_| open()).await?;
+            Ok(buffered::send_file(file, offset, out).await?)
+        }
+    }
+}
+
+/// Receives the client's upload until end of stream into a file; returns the bytes received.
+///
+/// `open` gives the file to write from byte `offset` and whatever `finish` needs. `finish`
+/// runs once every byte has arrived and been written, and decides whether the upload stands
+/// (an atomic upload renames its temporary file there). If the transfer fails or is
+/// abandoned, `finish` does not run and what `open` gave is dropped. On a plaintext data
+/// socket the three steps run on one blocking-pool thread and the bytes move with splice(2).
+pub async fn receive_into_file<R, E, T>(
+    input: &mut R,
+    offset: u64,
+    open: impl FnOnce() -> Result<(File, T), E> + Send + 'static,
+    finish: impl FnOnce(T) -> Result<(), E> + Send + 'static,
+) -> Result<u64, E>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    E: From<io::Error> + Send + 'static,
+    T: Send + 'static,
+{
+    match zero_copy::lent_data_socket()? {
+        Some(socket) => {
+            run_cancellable(move |cancelled| {
+                let (file, opened) = open()?;
+                let received = zero_copy::receive_into_file(&socket, &file, offset, cancelled)?;
+                drop(file);
+                finish(opened)?;
+                Ok(received)
+            })
+            .await
+        }
+        None => {
+            let (file, opened) = run_cancellable(move |_| open()).await?;
+            let received = buffered::receive_into_file(input, file, offset).await?;
+            run_cancellable(move |_| finish(opened)).await?;
+            Ok(received)
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool; if the returned future is dropped, `work` sees its flag
+/// raised and stops at its next check.
+async fn run_cancellable<T, E, F>(work: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<io::Error> + Send + 'static,
+    F: FnOnce(&AtomicBool) -> Result<T, E> + Send + 'static,
+{
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _raise_when_dropped = RaiseWhenDropped(cancelled.clone());
+    tokio::task::spawn_blocking(move || work(&cancelled))
+        .await
+        .unwrap_or_else(|join_error| Err(io::Error::other(join_error).into()))
+}
+
+/// Raises its flag when dropped: on completion (harmless) and on cancellation (the point).
+struct RaiseWhenDropped(Arc<AtomicBool>);
+
+impl Drop for RaiseWhenDropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,157 @@
+//! ferry-bench against an in-process Ferry on tiny sizes: every scenario runs, every byte is
+//! counted, and a run with a wrong byte count or an error is reported invalid. Performance
+//! itself is never asserted here; `bench/compare.sh` measures it.
+
+mod common;
+
+use clap::Parser;
+use common::{PASSWORD, TestServer};
+use ferry::bench::{BenchArgs, Report};
+
+const KIB: usize = 1024;
+
+/// Runs `ferry-bench --url <alice on server> <scenario...>` and returns its report.
+async fn bench(server: &TestServer, scenario: &[&str]) -> Report {
+    let url = format!(
+        "ftp://alice:{}@{}/",
+        PASSWORD.replace(' ', "%20"),
+        server.addr
+    );
+    let pid = std::process::id().to_string();
+    let mut argv = vec![
+        "ferry-bench",
+        "--url",
+        &url,
+        "--server-pid",
+        &pid,
+        "--io-timeout",
+        "20",
+        "--time-limit",
+        "60",
+    ];
+    argv.extend_from_slice(scenario);
+    let args = BenchArgs::try_parse_from(argv).expect("arguments parse");
+    ferry::bench::run(&args).await
+}
+
+fn assert_valid(report: &Report) {
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(report.bytes, report.expected_bytes, "{report:?}");
+    assert!(
+        // Idle sessions on this scale may fit in memory the server already has: 0 KiB is valid.
+        report.figure.is_some_and(|figure| figure >= 0.0),
+        "{report:?}"
+    );
+}
+
+/// Alice's home with the files the scenarios read: `big.bin`, `medium.bin`, `list/`.
+async fn server_with_bench_files() -> TestServer {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    for dir in ["up", "small", "list"] {
+        std::fs::create_dir_all(home.join(dir)).expect("create dir");
+    }
+    std::fs::write(home.join("big.bin"), common::pattern(300 * KIB)).expect("big");
+    std::fs::write(home.join("medium.bin"), common::pattern(40 * KIB)).expect("medium");
+    for i in 0..25 {
+        std::fs::write(home.join(format!("list/f{i}")), b"").expect("list entry");
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_on_tiny_sizes_and_counts_every_byte() {
+    let server = server_with_bench_files().await;
+
+    let retr = bench(&server, &["retr", "--size", "300KiB"]).await;
+    assert_valid(&retr);
+    assert_eq!(retr.bytes, 300 * KIB as u64);
+    assert!(retr.server_cpu_s_per_gib.is_some(), "{retr:?}");
+
+    let stor = bench(&server, &["stor", "--size", "500KiB"]).await;
+    assert_valid(&stor);
+    let stored = std::fs::metadata(server.home("alice").join("up/big.bin")).expect("stored");
+    assert_eq!(stored.len(), 500 * KIB as u64);
+
+    let retr_many = bench(
+        &server,
+        &["retr-many", "--sessions", "6", "--size", "40KiB"],
+    )
+    .await;
+    assert_valid(&retr_many);
+    assert_eq!(retr_many.operations, 6);
+    assert_eq!(retr_many.bytes, 6 * 40 * KIB as u64);
+
+    let stor_many = bench(
+        &server,
+        &["stor-many", "--sessions", "6", "--size", "33KiB"],
+    )
+    .await;
+    assert_valid(&stor_many);
+    assert_eq!(stor_many.bytes, 6 * 33 * KIB as u64);
+
+    let small = bench(&server, &["small-files", "--files", "7", "--size", "4KiB"]).await;
+    assert_valid(&small);
+    assert_eq!(small.operations, 14, "7 uploads and 7 downloads");
+
+    let list = bench(&server, &["list", "--entries", "25", "--repeat", "3"]).await;
+    assert_valid(&list);
+    assert_eq!(list.operations, 3);
+
+    let login = bench(&server, &["login", "--workers", "3", "--count", "8"]).await;
+    assert_valid(&login);
+    assert_eq!(login.operations, 8);
+
+    let idle = bench(&server, &["idle", "--sessions", "5"]).await;
+    assert_valid(&idle);
+    assert_eq!(idle.operations, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_byte_count_makes_the_run_invalid() {
+    let server = server_with_bench_files().await;
+    let report = bench(&server, &["retr", "--size", "301KiB"]).await;
+    assert!(!report.valid);
+    assert_eq!(report.figure, None);
+    assert_eq!(report.bytes, 300 * KIB as u64);
+
+    let listing = bench(&server, &["list", "--entries", "26", "--repeat", "1"]).await;
+    assert!(!listing.valid);
+    assert!(
+        listing
+            .first_error
+            .is_some_and(|error| error.contains("26"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_makes_the_run_invalid() {
+    let server = server_with_bench_files().await;
+    let report = bench(&server, &["retr", "--path", "missing.bin", "--size", "1"]).await;
+    assert!(!report.valid);
+    assert_eq!(report.figure, None);
+    let error = report.first_error.expect("an error");
+    assert!(error.contains("550"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_loopback_ceiling_moves_every_byte() {
+    let args = BenchArgs::try_parse_from(["ferry-bench", "raw", "--size", "3MiB"]).expect("args");
+    let report = ferry::bench::run(&args).await;
+    assert_valid(&report);
+    assert_eq!(report.bytes, 3 << 20);
+}
+
+#[test]
+fn the_report_is_one_json_line() {
+    let args = BenchArgs::try_parse_from(["ferry-bench", "raw", "--size", "64KiB"]).expect("args");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let report = runtime.block_on(ferry::bench::run(&args));
+    let line = serde_json::to_string(&report).expect("json");
+    assert!(!line.contains('\n'));
+    let value: serde_json::Value = serde_json::from_str(&line).expect("parses");
+    assert_eq!(value["scenario"], "raw");
+    assert_eq!(value["valid"], true);
+    assert_eq!(value["unit"], "MB/s");
+}
