@@ -665,6 +665,7 @@ mod tests {
             anonymous_home: PathBuf::from("pub"),
             shutdown_grace: Duration::from_secs(1),
             max_concurrent_logins: options.max_concurrent_logins,
+            login_timeout: Duration::from_secs(30),
             source_file: None,
         }
     }

@@ -103,4 +103,7 @@ pub struct ServeArgs {
     /// Password hashes computed at once [default: 2 x number of CPUs]
     #[arg(long, value_name = "N")]
     pub max_concurrent_logins: Option<String>,
+    /// Seconds a connection may take to log in before it is closed with 421 [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub login_timeout: Option<String>,
 }

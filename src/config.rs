@@ -39,6 +39,10 @@ const DEFAULT_FAILED_LOGIN_BAN: Duration = Duration::from_secs(300);
 const DEFAULT_ANONYMOUS_HOME: &str = "anonymous";
 /// Kubernetes' default `terminationGracePeriodSeconds`, after which the process is killed anyway.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A real client logs in within one round trip and one argon2 hash (well under a second); 30 s
+/// leaves room for a person typing at an interactive `ftp` prompt while bounding how long a
+/// connection that never logs in holds a session slot (ProFTPD's `TimeoutLogin` is 300 s).
+const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Password hashing is CPU-bound and each argon2id hash holds its memory cost while it runs:
 /// two per CPU keeps every core busy without letting a login flood queue unbounded work.
@@ -93,6 +97,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Password hashes computed at once (`max_concurrent_logins`).
     pub max_concurrent_logins: usize,
+    /// How long a connection may take to log in before it is closed with 421 (`login_timeout`,
+    /// seconds); separate from `idle_timeout`, which applies once logged in.
+    pub login_timeout: Duration,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -120,6 +127,7 @@ impl Default for Config {
             anonymous_home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_concurrent_logins: default_max_concurrent_logins(),
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
             source_file: None,
         }
     }
@@ -158,6 +166,17 @@ impl Config {
             settings.apply(assignment)?;
         }
         settings.finish(config_file.map(|(path, _)| path))
+    }
+
+    /// Applies config-file text over the defaults and checks every value, but looks at no file
+    /// (root and the users file are not checked): the config-file parser alone, for the fuzz
+    /// target (`fuzz/`). `path` is used only in error messages.
+    pub fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut settings = Settings::default();
+        for assignment in file_layer(path, text)? {
+            settings.apply(assignment)?;
+        }
+        Ok(settings.combine(Some(path.to_owned())).0)
     }
 }
 
@@ -265,10 +284,11 @@ enum Key {
     AnonymousHome,
     ShutdownGrace,
     MaxConcurrentLogins,
+    LoginTimeout,
 }
 
 impl Key {
-    const ALL: [Key; 18] = [
+    const ALL: [Key; 19] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -287,6 +307,7 @@ impl Key {
         Key::AnonymousHome,
         Key::ShutdownGrace,
         Key::MaxConcurrentLogins,
+        Key::LoginTimeout,
     ];
 
     fn name(self) -> &'static str {
@@ -309,6 +330,7 @@ impl Key {
             Key::AnonymousHome => "anonymous_home",
             Key::ShutdownGrace => "shutdown_grace",
             Key::MaxConcurrentLogins => "max_concurrent_logins",
+            Key::LoginTimeout => "login_timeout",
         }
     }
 
@@ -352,6 +374,7 @@ fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.len()] {
             Key::MaxConcurrentLogins,
             args.max_concurrent_logins.as_deref(),
         ),
+        (Key::LoginTimeout, args.login_timeout.as_deref()),
     ]
 }
 
@@ -569,12 +592,21 @@ impl Settings {
             Key::AnonymousHome => config.anonymous_home = parse_anonymous_home(text(value)?)?,
             Key::ShutdownGrace => config.shutdown_grace = seconds(value, 0)?,
             Key::MaxConcurrentLogins => config.max_concurrent_logins = count(value, 1)?,
+            Key::LoginTimeout => config.login_timeout = seconds(value, 1)?,
         }
         Ok(())
     }
 
     /// Combines what the layers set and checks what only the filesystem can tell.
     fn finish(self, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let (config, root_origin, users_file_origin) = self.combine(source_file);
+        check_root(&config.root, root_origin)?;
+        check_users_file(&config.users_file, users_file_origin)?;
+        Ok(config)
+    }
+
+    /// Combines what the layers set; also returns where root and the users file came from.
+    fn combine(self, source_file: Option<PathBuf>) -> (Config, Origin, Origin) {
         let mut config = self.config;
         config.login_failures =
             (self.failed_login_max_attempts > 0).then_some(LoginFailurePolicy {
@@ -582,9 +614,7 @@ impl Settings {
                 ban: self.failed_login_ban,
             });
         config.source_file = source_file;
-        check_root(&config.root, self.root_origin)?;
-        check_users_file(&config.users_file, self.users_file_origin)?;
-        Ok(config)
+        (config, self.root_origin, self.users_file_origin)
     }
 }
 
@@ -913,6 +943,7 @@ mod tests {
         assert_eq!(config.anonymous_home, Path::new("anonymous"));
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert!(config.max_concurrent_logins >= 2);
+        assert_eq!(config.login_timeout, Duration::from_secs(30));
         assert_eq!(config.source_file, None);
     }
 
@@ -960,7 +991,8 @@ mod tests {
              anonymous = true\n\
              anonymous_home = \"pub\"\n\
              shutdown_grace = 0\n\
-             max_concurrent_logins = 3\n",
+             max_concurrent_logins = 3\n\
+             login_timeout = 12\n",
         );
         let config = fixture.load_file(&file).expect("loads");
         assert_eq!(
@@ -986,6 +1018,7 @@ mod tests {
                 anonymous_home: PathBuf::from("pub"),
                 shutdown_grace: Duration::ZERO,
                 max_concurrent_logins: 3,
+                login_timeout: Duration::from_secs(12),
                 source_file: Some(file),
             }
         );
@@ -1226,6 +1259,7 @@ mod tests {
             "--max-concurrent-logins",
             "--idle-timeout",
             "--failed-login-ban",
+            "--login-timeout",
         ] {
             let message = error_message(fixture.load(&fixture.flags(&[flag, "0"]), &[]));
             assert!(
@@ -1472,6 +1506,23 @@ mod tests {
             .map(|(key, _)| key)
             .collect();
         assert_eq!(flag_keys, Key::ALL);
+    }
+
+    #[test]
+    fn file_text_is_checked_without_looking_at_root_or_users_file() {
+        let file = Path::new("ferry.toml");
+        let config = Config::from_file_text(file, "root = \"/nonexistent\"\nlogin_timeout = 5\n")
+            .expect("values are valid; the missing root is not looked at");
+        assert_eq!(config.root, Path::new("/nonexistent"));
+        assert_eq!(config.login_timeout, Duration::from_secs(5));
+        assert_eq!(config.source_file.as_deref(), Some(file));
+        let message = Config::from_file_text(file, "login_timeout = 0\n")
+            .map(|_| ())
+            .expect_err("zero is refused");
+        assert_eq!(
+            message.to_string(),
+            "ferry.toml:1: key `login_timeout`: must be at least 1 seconds, not 0"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod limits;
 pub mod logging;
 pub mod login_guard;
+pub mod login_timeout;
 pub mod passive;
 pub mod password;
 pub mod paths;

@@ -10,6 +10,7 @@ use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
 use crate::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::config::Config;
 use crate::limits::SessionLimiter;
+use crate::login_timeout::serve_with_login_deadline;
 use crate::passive::PassiveBinder;
 use crate::session::{ServerState, SessionLink};
 use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
@@ -204,7 +205,11 @@ fn admit<A>(
         let started = Instant::now();
         match build_session_server(&shared, link.clone()) {
             Ok(server) => {
-                let _ = server.service(stream).await;
+                let service = async {
+                    let _ = server.service(stream).await;
+                };
+                let timeout = shared.config.login_timeout;
+                serve_with_login_deadline(service, &link, timeout, &shared.logger).await;
             }
             Err(error) => slog::error!(shared.logger, "could not start session"; "error" => %error),
         }
@@ -255,7 +260,7 @@ where
         .passive_host(passive_host)
         .idle_session_timeout(config.idle_timeout.as_secs())
         .active_passive_mode(mode)
-        .binder(PassiveBinder)
+        .binder(PassiveBinder::default())
         .logger(library_logger(
             &shared.logger,
             config.log_level,
