@@ -639,6 +639,7 @@ mod tests {
             max_concurrent_logins: options.max_concurrent_logins,
             admin_bind: None,
             tls: Default::default(),
+            login_timeout: Duration::from_secs(30),
             source_file: None,
         }
     }

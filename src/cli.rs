@@ -140,4 +140,7 @@ pub struct ServeArgs {
     /// CA certificates (PEM) that client certificates must chain to
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<String>,
+    /// Seconds a connection may take to log in before it is closed with 421 [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub login_timeout: Option<String>,
 }

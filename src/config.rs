@@ -40,6 +40,10 @@ const DEFAULT_FAILED_LOGIN_BAN: Duration = Duration::from_secs(300);
 const DEFAULT_ANONYMOUS_HOME: &str = "anonymous";
 /// Kubernetes' default `terminationGracePeriodSeconds`, after which the process is killed anyway.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A real client logs in within one round trip and one argon2 hash (well under a second); 30 s
+/// leaves room for a person typing at an interactive `ftp` prompt while bounding how long a
+/// connection that never logs in holds a session slot (ProFTPD's `TimeoutLogin` is 300 s).
+const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Password hashing is CPU-bound and each argon2id hash holds its memory cost while it runs:
 /// two per CPU keeps every core busy without letting a login flood queue unbounded work.
@@ -99,6 +103,9 @@ pub struct Config {
     pub admin_bind: Option<SocketAddr>,
     /// FTPS: the `tls*` keys.
     pub tls: TlsSettings,
+    /// How long a connection may take to log in before it is closed with 421 (`login_timeout`,
+    /// seconds); separate from `idle_timeout`, which applies once logged in.
+    pub login_timeout: Duration,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -128,6 +135,7 @@ impl Default for Config {
             max_concurrent_logins: default_max_concurrent_logins(),
             admin_bind: None,
             tls: TlsSettings::default(),
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
             source_file: None,
         }
     }
@@ -166,6 +174,17 @@ impl Config {
             settings.apply(assignment)?;
         }
         settings.finish(config_file.map(|(path, _)| path))
+    }
+
+    /// Applies config-file text over the defaults and checks every value, but looks at no file
+    /// (root and the users file are not checked): the config-file parser alone, for the fuzz
+    /// target (`fuzz/`). `path` is used only in error messages.
+    pub fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut settings = Settings::default();
+        for assignment in file_layer(path, text)? {
+            settings.apply(assignment)?;
+        }
+        Ok(settings.combine(Some(path.to_owned())).0)
     }
 }
 
@@ -282,10 +301,11 @@ enum Key {
     TlsMinVersion,
     TlsClientAuth,
     TlsClientCaFile,
+    LoginTimeout,
 }
 
 impl Key {
-    const ALL: [Key; 27] = [
+    const ALL: [Key; 28] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -313,6 +333,7 @@ impl Key {
         Key::TlsMinVersion,
         Key::TlsClientAuth,
         Key::TlsClientCaFile,
+        Key::LoginTimeout,
     ];
 
     fn name(self) -> &'static str {
@@ -344,6 +365,7 @@ impl Key {
             Key::TlsMinVersion => "tls_min_version",
             Key::TlsClientAuth => "tls_client_auth",
             Key::TlsClientCaFile => "tls_client_ca",
+            Key::LoginTimeout => "login_timeout",
         }
     }
 
@@ -396,6 +418,7 @@ fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.len()] {
         (Key::TlsMinVersion, args.tls_min_version.as_deref()),
         (Key::TlsClientAuth, args.tls_client_auth.as_deref()),
         (Key::TlsClientCaFile, args.tls_client_ca.as_deref()),
+        (Key::LoginTimeout, args.login_timeout.as_deref()),
     ]
 }
 
@@ -628,12 +651,31 @@ impl Settings {
             Key::TlsMinVersion => config.tls.min_version = text(value)?.parse()?,
             Key::TlsClientAuth => config.tls.client_auth = text(value)?.parse()?,
             Key::TlsClientCaFile => config.tls.client_ca_file = Some(parse_path(text(value)?)?),
+            Key::LoginTimeout => config.login_timeout = seconds(value, 1)?,
         }
         Ok(())
     }
 
     /// Combines what the layers set and checks what only the filesystem can tell.
     fn finish(self, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let origins = self.origins.clone();
+        let (config, root_origin, users_file_origin) = self.combine(source_file);
+        check_root(&config.root, root_origin)?;
+        check_users_file(&config.users_file, users_file_origin)?;
+        // TLS settings are checked last: they read the certificate files.
+        config
+            .tls
+            .check()
+            .map_err(|(key, problem)| ConfigError::InvalidValue {
+                origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+                key,
+                problem,
+            })?;
+        Ok(config)
+    }
+
+    /// Combines what the layers set; also returns where root and the users file came from.
+    fn combine(self, source_file: Option<PathBuf>) -> (Config, Origin, Origin) {
         let mut config = self.config;
         config.login_failures =
             (self.failed_login_max_attempts > 0).then_some(LoginFailurePolicy {
@@ -641,17 +683,7 @@ impl Settings {
                 ban: self.failed_login_ban,
             });
         config.source_file = source_file;
-        check_root(&config.root, self.root_origin)?;
-        check_users_file(&config.users_file, self.users_file_origin)?;
-        config
-            .tls
-            .check()
-            .map_err(|(key, problem)| ConfigError::InvalidValue {
-                origin: self.origins.get(key).cloned().unwrap_or(Origin::Default),
-                key,
-                problem,
-            })?;
-        Ok(config)
+        (config, self.root_origin, self.users_file_origin)
     }
 }
 
@@ -981,6 +1013,7 @@ mod tests {
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert!(config.max_concurrent_logins >= 2);
         assert_eq!(config.admin_bind, None);
+        assert_eq!(config.login_timeout, Duration::from_secs(30));
         assert_eq!(config.source_file, None);
     }
 
@@ -1029,7 +1062,8 @@ mod tests {
              anonymous_home = \"pub\"\n\
              shutdown_grace = 0\n\
              max_concurrent_logins = 3\n\
-             admin_bind = \"127.0.0.1:9090\"\n",
+             admin_bind = \"127.0.0.1:9090\"\n\
+             login_timeout = 12\n",
         );
         let config = fixture.load_file(&file).expect("loads");
         assert_eq!(
@@ -1057,6 +1091,7 @@ mod tests {
                 max_concurrent_logins: 3,
                 admin_bind: Some("127.0.0.1:9090".parse().expect("address")),
                 tls: TlsSettings::default(),
+                login_timeout: Duration::from_secs(12),
                 source_file: Some(file),
             }
         );
@@ -1297,6 +1332,7 @@ mod tests {
             "--max-concurrent-logins",
             "--idle-timeout",
             "--failed-login-ban",
+            "--login-timeout",
         ] {
             let message = error_message(fixture.load(&fixture.flags(&[flag, "0"]), &[]));
             assert!(
@@ -1705,6 +1741,23 @@ mod tests {
             .map(|(key, _)| key)
             .collect();
         assert_eq!(flag_keys, Key::ALL);
+    }
+
+    #[test]
+    fn file_text_is_checked_without_looking_at_root_or_users_file() {
+        let file = Path::new("ferry.toml");
+        let config = Config::from_file_text(file, "root = \"/nonexistent\"\nlogin_timeout = 5\n")
+            .expect("values are valid; the missing root is not looked at");
+        assert_eq!(config.root, Path::new("/nonexistent"));
+        assert_eq!(config.login_timeout, Duration::from_secs(5));
+        assert_eq!(config.source_file.as_deref(), Some(file));
+        let message = Config::from_file_text(file, "login_timeout = 0\n")
+            .map(|_| ())
+            .expect_err("zero is refused");
+        assert_eq!(
+            message.to_string(),
+            "ferry.toml:1: key `login_timeout`: must be at least 1 seconds, not 0"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod health_check;
 pub mod limits;
 pub mod logging;
 pub mod login_guard;
+pub mod login_timeout;
 pub mod metrics;
 pub mod passive;
 pub mod password;

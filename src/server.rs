@@ -11,6 +11,7 @@ use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
 use crate::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::config::Config;
 use crate::limits::SessionLimiter;
+use crate::login_timeout::serve_with_login_deadline;
 use crate::passive::PassiveBinder;
 use crate::session::{ServerState, SessionLink};
 use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
@@ -262,7 +263,11 @@ fn admit<A>(
         let started = Instant::now();
         match build_session_server(&shared, link.clone()) {
             Ok(server) => {
-                let _ = server.service(stream).await;
+                let service = async {
+                    let _ = server.service(stream).await;
+                };
+                let timeout = shared.config.login_timeout;
+                serve_with_login_deadline(service, &link, timeout, &shared.logger).await;
             }
             Err(error) => slog::error!(shared.logger, "could not start session"; "error" => %error),
         }
@@ -319,7 +324,7 @@ where
         .passive_host(passive_host)
         .idle_session_timeout(config.idle_timeout.as_secs())
         .active_passive_mode(mode)
-        .binder(PassiveBinder)
+        .binder(PassiveBinder::default())
         .metrics()
         .logger(library_logger(
             &shared.logger,

@@ -227,16 +227,32 @@ pub struct RawSession {
     reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
     writer: tokio::net::tcp::OwnedWriteHalf,
     pub greeting: (u32, String),
+    /// The client address data connections come from, when not the default.
+    source: Option<std::net::IpAddr>,
 }
 
 impl RawSession {
     pub async fn connect(addr: SocketAddr) -> RawSession {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        RawSession::over(stream).await
+    }
+
+    /// Connects from `source` (a loopback address such as 127.0.0.2), to appear as another
+    /// client; data connections then come from `source` too.
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> RawSession {
+        let mut session = RawSession::over(connect_from(addr, source).await).await;
+        session.source = Some(source);
+        session
+    }
+
+    /// Takes over a connected control connection and reads the greeting.
+    pub async fn over(stream: TcpStream) -> RawSession {
         let (read, writer) = stream.into_split();
         let mut session = RawSession {
             reader: BufReader::new(read),
             writer,
             greeting: (0, String::new()),
+            source: None,
         };
         session.greeting = session.reply().await;
         session
@@ -265,7 +281,19 @@ impl RawSession {
     /// EPSV, then connects the data socket.
     pub async fn epsv(&mut self, server: SocketAddr) -> TcpStream {
         let text = self.expect("EPSV", 229).await;
-        connect_epsv(server, &text).await
+        let port: u16 = text
+            .split("|||")
+            .nth(1)
+            .and_then(|rest| rest.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad EPSV reply {text}"));
+        let data_port = SocketAddr::new(server.ip(), port);
+        match self.source {
+            Some(source) => connect_from(data_port, source).await,
+            None => TcpStream::connect(data_port)
+                .await
+                .expect("connect data port"),
+        }
     }
 
     /// True once the server has closed the control connection.
@@ -342,6 +370,19 @@ where
         .await
         .expect("226 after RETR");
     data
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> TcpStream {
+    let socket = match source {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind source address");
+    socket.connect(addr).await.expect("connect")
 }
 
 /// Reads a whole data connection.

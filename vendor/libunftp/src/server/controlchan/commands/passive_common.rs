@@ -111,6 +111,13 @@ where
             let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
             match r {
                 Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
+                // FERRY PATCH (passive-superseded): Ferry's binder stops a session's pending
+                // listener when the client asks for another passive port, which fails this accept
+                // with EINVAL. That is the client's doing, not a server error: at error level a
+                // client looping PASV would write one error line per command.
+                Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidInput => {
+                    slog::debug!(args.logger, "Passive listener superseded before a data connection arrived")
+                }
                 Ok(Err(e)) => slog::error!(args.logger, "Error waiting for data connection: {}", e),
                 Err(_) => slog::warn!(args.logger, "Client did not connect to data port in time"),
             }

@@ -1,0 +1,5 @@
+//! Helpers for the hardening tests: the real binary as a child process, and raw transfers.
+#![allow(dead_code)]
+
+pub mod process;
+pub mod transfers;
