@@ -249,5 +249,11 @@ jq -s -r --arg reps "$REPS" '
       [$groups[] | select(.[0].name == "retr" or .[0].name == "stor")
        | "\(.[0].name) \((map(select(.label == "ferry" and .valid) | .figure) | median) as $m | if $m == null or $raw == null then "n/a" else ($m / $raw * 100 | round | tostring) + "%" end)"]
       | join(", "))",
+    "download during a flood of failed logins, as % of the same server'"'"'s download alone: \(
+      ["vsftpd", "ferry"] | map(. as $server
+        | ([$groups[] | select(.[0].name == "retr-during-login-flood")[] | select(.label == $server and .valid) | .figure] | median) as $flood
+        | ([$groups[] | select(.[0].name == "retr")[] | select(.label == $server and .valid) | .figure] | median) as $alone
+        | "\($server) \(if $flood == null or $alone == null then "n/a" else ($flood / $alone * 100 | round | tostring) + "%" end)")
+      | join(", "))",
     "medians of \($reps) repetitions; median 1-minute load average during the runs: \($load | fmt(2)); ratio > 1 means Ferry is better (faster, or less memory)"
 ' "$RESULTS"

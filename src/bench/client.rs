@@ -2,10 +2,11 @@
 //! large reads and writes, and a bound on every wait.
 
 use super::BenchError;
+use super::discard::Discard;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
@@ -14,10 +15,6 @@ use tokio::sync::Semaphore;
 /// (`VSFTP_LISTEN_BACKLOG`); past it, SYNs are dropped and connects hang for a retransmit
 /// timeout (1 s, then 3 s...), which would measure the backlog rather than the server.
 pub const MAX_HANDSHAKES_IN_FLIGHT: usize = 16;
-
-/// Bytes asked for per read on a data connection: large enough that a 1 GiB transfer costs
-/// few system calls, small enough for 500 concurrent sessions to hold one each (128 MiB).
-pub const RECEIVE_BUFFER: usize = 256 * 1024;
 
 /// Longest reply line accepted; a server that sends more is broken, not slow.
 const MAX_REPLY_LINE: u64 = 64 * 1024;
@@ -193,11 +190,13 @@ impl Session {
         self.connector.connect(addr).await
     }
 
-    /// RETR `path` into `buffer` (overwritten, not kept); returns the bytes received.
-    pub async fn retr(&mut self, path: &str, buffer: &mut [u8]) -> Result<u64, BenchError> {
-        let mut data = self.data_connection().await?;
+    /// RETR `path`, counting and discarding the bytes; returns how many arrived.
+    pub async fn retr(&mut self, path: &str, discard: &Discard) -> Result<u64, BenchError> {
+        let data = self.data_connection().await?;
         self.command(&format!("RETR {path}"), &[125, 150]).await?;
-        let received = receive_all(&mut data, buffer, self.connector.io_timeout).await?;
+        let received = discard
+            .receive_all(&data, self.connector.io_timeout)
+            .await?;
         drop(data);
         self.expect_reply("RETR", &[226, 250]).await?;
         Ok(received)
@@ -248,26 +247,6 @@ impl Session {
     /// QUIT, waiting for the goodbye so the server has seen the session end.
     pub async fn quit(mut self) -> Result<(), BenchError> {
         self.command("QUIT", &[221]).await.map(|_| ())
-    }
-}
-
-/// Reads `input` to its end through `buffer`; returns the byte count. The receive code of
-/// every download, and of the raw loopback ceiling, so the two are comparable.
-pub async fn receive_all<R>(
-    input: &mut R,
-    buffer: &mut [u8],
-    io_timeout: Duration,
-) -> Result<u64, BenchError>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut received = 0u64;
-    loop {
-        let read = bounded(io_timeout, "data", input.read(buffer)).await?;
-        if read == 0 {
-            return Ok(received);
-        }
-        received += read as u64;
     }
 }
 

@@ -5,6 +5,7 @@
 //! so a broken run can never pass for a fast one.
 
 pub mod client;
+mod discard;
 pub mod probe;
 mod scenarios;
 

@@ -1,6 +1,7 @@
 //! The scenarios: what each does to the server, what it checks, and which figure it yields.
 
-use super::client::{self, Connector, RECEIVE_BUFFER, Session};
+use super::client::{self, Connector, Session};
+use super::discard::Discard;
 use super::probe::ProcessTree;
 use super::{BenchError, Measured, Scenario, Tally, megabytes_per_second};
 use std::sync::Arc;
@@ -98,10 +99,10 @@ async fn raw_ceiling(size: u64, io_timeout: Duration) -> Result<Measured, BenchE
         let (mut stream, _) = client::bounded(io_timeout, "accept", listener.accept()).await?;
         client::send_repeated(&mut stream, size, &block, io_timeout).await
     });
+    let discard = Discard::new()?;
     let started = Instant::now();
-    let mut stream = client::bounded(io_timeout, "connect", TcpStream::connect(addr)).await?;
-    let mut buffer = vec![0u8; RECEIVE_BUFFER];
-    let received = client::receive_all(&mut stream, &mut buffer, io_timeout).await?;
+    let stream = client::bounded(io_timeout, "connect", TcpStream::connect(addr)).await?;
+    let received = discard.receive_all(&stream, io_timeout).await?;
     let mut tally = Tally::default();
     tally.transfer(received, size);
     let measured = throughput(tally, started);
@@ -114,9 +115,9 @@ async fn raw_ceiling(size: u64, io_timeout: Duration) -> Result<Measured, BenchE
 /// One session downloads one file; only the transfer (EPSV to 226) is timed.
 async fn retr(connector: Arc<Connector>, path: &str, size: u64) -> Result<Measured, BenchError> {
     let mut session = Session::open_logged_in(connector).await?;
-    let mut buffer = vec![0u8; RECEIVE_BUFFER];
+    let discard = Discard::new()?;
     let started = Instant::now();
-    let received = session.retr(path, &mut buffer).await?;
+    let received = session.retr(path, &discard).await?;
     let mut tally = Tally::default();
     tally.transfer(received, size);
     let measured = throughput(tally, started);
@@ -173,8 +174,7 @@ async fn download_in_new_session(
     path: String,
 ) -> Result<u64, BenchError> {
     let mut session = Session::open_logged_in(connector).await?;
-    let mut buffer = vec![0u8; RECEIVE_BUFFER];
-    let received = session.retr(&path, &mut buffer).await?;
+    let received = session.retr(&path, &Discard::new()?).await?;
     session.quit().await?;
     Ok(received)
 }
