@@ -117,8 +117,10 @@ EOF
 # --- servers -----------------------------------------------------------------------------
 FERRY_PID=""
 VSFTPD_PID=""
+# Each server runs under `ferry-bench reap`, which adopts what the server orphans (vsftpd's
+# session processes), so that all of a server's CPU time is counted under the reaper's id.
 start_ferry() {
-  "$FERRY" serve --bind "127.0.0.1:$FERRY_PORT" --root "$BENCH_DIR/ferry-root" \
+  "$BENCH" reap -- "$FERRY" serve --bind "127.0.0.1:$FERRY_PORT" --root "$BENCH_DIR/ferry-root" \
     --users "$BENCH_DIR/ferry-users.toml" --passive-ports "$FERRY_PASSIVE" \
     --max-sessions "$MAX_SESSIONS" --max-sessions-per-ip "$MAX_SESSIONS" \
     --idle-timeout 600 --failed-login-max-attempts 0 \
@@ -126,7 +128,7 @@ start_ferry() {
   FERRY_PID=$!
 }
 start_vsftpd() {
-  "$VSFTPD" "$BENCH_DIR/vsftpd.conf" 2>>"$BENCH_DIR/vsftpd.err" &
+  "$BENCH" reap -- "$VSFTPD" "$BENCH_DIR/vsftpd.conf" 2>>"$BENCH_DIR/vsftpd.err" &
   VSFTPD_PID=$!
 }
 stop_servers() {

@@ -155,3 +155,58 @@ fn the_report_is_one_json_line() {
     assert_eq!(value["valid"], true);
     assert_eq!(value["unit"], "MB/s");
 }
+
+/// `ferry-bench reap -- ...` as a child process.
+fn reaper(command: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+        .arg("reap")
+        .arg("--")
+        .args(command)
+        .spawn()
+        .expect("ferry-bench reap starts")
+}
+
+/// Waits up to 10 s for `child` to exit.
+fn exit_code(mut child: std::process::Child) -> Option<i32> {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("ferry-bench reap did not exit");
+}
+
+#[test]
+fn reap_passes_the_server_exit_status_on_and_forwards_sigterm() {
+    assert_eq!(exit_code(reaper(&["sh", "-c", "exit 3"])), Some(3));
+    let child = reaper(&["sleep", "30"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling a child process this test started and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(
+        exit_code(child),
+        Some(1),
+        "the server was stopped by the signal"
+    );
+}
+
+#[test]
+fn reap_adopts_what_the_server_orphans() {
+    // The subshell starts `sleep` and exits at once: `sleep` is orphaned while sh runs on.
+    let child = reaper(&["sh", "-c", "(sleep 5 &); sleep 3"]);
+    let reaper_pid = child.id().to_string();
+    let adopted = (0..40).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.split_whitespace().collect();
+            fields.get(1) == Some(&"(sleep)") && fields.get(3) == Some(&reaper_pid.as_str())
+        })
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = exit_code(child);
+    assert!(adopted, "the orphaned sleep was not adopted by the reaper");
+}

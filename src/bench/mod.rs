@@ -7,6 +7,7 @@
 pub mod client;
 mod discard;
 pub mod probe;
+pub mod reaper;
 mod scenarios;
 
 pub use scenarios::pattern;
@@ -147,6 +148,12 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         sessions: usize,
     },
+    /// Not a scenario: runs a server (`reap -- vsftpd conf`) as a child of this process, which
+    /// adopts and reaps what the server orphans; give this process's id as --server-pid
+    Reap {
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 /// One scenario's result: the JSON line `ferry-bench` prints.
@@ -235,6 +242,7 @@ fn unit_of(scenario: &Scenario) -> (&'static str, bool) {
         Scenario::List { .. } => ("ms", false),
         Scenario::Login { .. } => ("sessions/s", true),
         Scenario::Idle { .. } => ("KiB/session", false),
+        Scenario::Reap { .. } => ("", false),
     }
 }
 
@@ -249,6 +257,7 @@ fn name_of(scenario: &Scenario) -> &'static str {
         Scenario::List { .. } => "list",
         Scenario::Login { .. } => "login",
         Scenario::Idle { .. } => "idle",
+        Scenario::Reap { .. } => "reap",
     }
 }
 

@@ -64,6 +64,9 @@ pub async fn run(
             seconds,
         } => login_rate(connector, *workers, *count, Duration::from_secs(*seconds)).await,
         Scenario::Idle { sessions } => idle(connector, *sessions, server).await,
+        Scenario::Reap { .. } => Err(BenchError::Protocol(
+            "reap runs a server; it is not a scenario".to_owned(),
+        )),
     }
 }
 

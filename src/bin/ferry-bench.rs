@@ -1,11 +1,14 @@
 //! `ferry-bench`: measures an FTP server, Ferry or any other; the work is in `ferry::bench`.
 
 use clap::Parser;
-use ferry::bench::BenchArgs;
+use ferry::bench::{BenchArgs, Scenario};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = BenchArgs::parse();
+    if let Scenario::Reap { command } = &args.scenario {
+        return ferry::bench::reaper::run(command);
+    }
     // Thousands of sessions need thousands of sockets.
     ferry::server::raise_open_file_limit(&slog::Logger::root(slog::Discard, slog::o!()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,10 +1,10 @@
 //! The data path: how a download leaves a file and an upload reaches one.
 //!
 //! On a plaintext data connection the bytes never pass through Ferry's memory: downloads use
-//! sendfile(2) and uploads splice(2) ([`zero_copy`]), on one blocking-pool thread per transfer.
-//! TLS data connections (and anything else that is only an async stream) go through large
-//! buffers ([`buffered`]). Either way a transfer costs one blocking-pool task, and dropping
-//! its future (ABOR, a closed session) stops it.
+//! sendfile(2) and uploads splice(2) ([`zero_copy`]), and the whole transfer, from opening the
+//! file to committing the upload, is one blocking-pool task. TLS data connections (and
+//! anything else that is only an async stream) go through large buffers ([`buffered`]).
+//! Either way, dropping the transfer's future (ABOR, a closed session) stops it.
 
 mod buffered;
 mod zero_copy;
