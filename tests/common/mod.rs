@@ -28,16 +28,7 @@ pub struct TestUser {
     pub extra: &'static str,
 }
 
-pub const ALL: &[&str] = &[
-    "list",
-    "download",
-    "upload",
-    "overwrite",
-    "delete",
-    "mkdir",
-    "rmdir",
-    "rename",
-];
+pub const ALL: &[&str] = &ferry::users::Permissions::NAMES;
 
 /// `alice` may do everything; `reader` may only list and download.
 pub fn default_users() -> Vec<TestUser> {
