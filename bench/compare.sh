@@ -13,7 +13,8 @@
 #
 # Environment: REPS (3), BENCH_DIR (/dev/shm/ferry-bench: tmpfs, so the disk is not measured),
 # FERRY_PORT (2621), VSFTPD_PORT (2622), QUICK (small sizes), VSFTPD_IDLE_10K (1 to also hold
-# 10,000 vsftpd sessions: 20,000 processes and minutes of password hashing).
+# 10,000 vsftpd sessions: 20,000 processes and minutes of password hashing), ONLY (scenario
+# names separated by spaces, e.g. ONLY="retr stor": run just those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ FERRY_PORT=${FERRY_PORT:-2621}
 VSFTPD_PORT=${VSFTPD_PORT:-2622}
 QUICK=${QUICK:-}
 VSFTPD_IDLE_10K=${VSFTPD_IDLE_10K:-}
+ONLY=${ONLY:-}
 # Passive ranges below the ephemeral range (32768+), so client ports never collide with them.
 FERRY_PASSIVE=20000-25999
 VSFTPD_PASSIVE_MIN=26000
@@ -218,6 +220,7 @@ for rep in $(seq "$REPS"); do
   for entry in "${SCENARIOS[@]}"; do
     name=${entry%%|*}
     arguments=${entry#*|}
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
     case $name in idle-*) restart_servers ;; *) [ -n "$FERRY_PID" ] || restart_servers ;; esac
     for server in "${order[@]}"; do
       log "$name on $server, repetition $rep"
