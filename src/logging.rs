@@ -38,11 +38,14 @@ pub fn build_logger(format: LogFormat, level: slog::Level) -> slog::Logger {
         ),
     };
     // Logging must never stall a transfer: records go through a bounded queue to a
-    // dedicated thread, and are dropped (and counted) if the queue is full.
-    let drain = slog_async::Async::new(drain.filter_level(level).fuse())
+    // dedicated thread, and are dropped (and counted) if the queue is full. Records below
+    // `level` are dropped before the queue, by the thread that makes them: queued, each cost
+    // a hand-off to the logging thread only to be thrown away there.
+    let drain = slog_async::Async::new(drain)
         .chan_size(8192)
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .build()
+        .filter_level(level)
         .fuse();
     slog::Logger::root(drain, slog::o!())
 }

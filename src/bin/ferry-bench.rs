@@ -11,10 +11,12 @@ fn main() -> ExitCode {
     }
     // Thousands of sessions need thousands of sockets.
     ferry::server::raise_open_file_limit(&slog::Logger::root(slog::Discard, slog::o!()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = if std::env::var_os("CT").is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ferry-bench: could not start the async runtime: {error}");

@@ -5,6 +5,7 @@
 //! resolves component by component otherwise). Uploads are written to a temporary file in the
 //! target's directory and renamed over the final name only when complete.
 
+use super::cached;
 use super::store::{CommitGate, Entry, EntryKind, Store, StoreError};
 use crate::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
@@ -17,7 +18,7 @@ use std::os::unix::fs::MetadataExt as StdMetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// A session's filesystem store. Holds no home until the user has logged in.
 #[derive(Debug, Default)]
@@ -56,6 +57,9 @@ impl Store for LocalStore {
     }
 
     async fn entry(&self, path: &UserPath) -> Result<Entry, StoreError> {
+        if let Some(metadata) = cached::metadata(&*self.home()?, path.relative()) {
+            return Ok(entry_from(&metadata));
+        }
         let path = path.clone();
         self.blocking(move |home| Ok(entry_from(&home.metadata(path.relative())?)))
             .await
@@ -91,7 +95,13 @@ impl Store for LocalStore {
     where
         W: AsyncWrite + Unpin + Send + Sync + ?Sized,
     {
-        let (home, path) = (self.home()?, path.clone());
+        let home = self.home()?;
+        if let Some(content) = cached::small_file(&home, path.relative(), offset) {
+            out.write_all(&content).await?;
+            out.flush().await?;
+            return Ok(content.len() as u64);
+        }
+        let path = path.clone();
         let open = move || {
             let file = home.open(path.relative())?;
             if !file.metadata()?.is_file() {

@@ -4,6 +4,7 @@
 //! resolves the client path (`crate::paths`), checks the user's permission, runs the operation
 //! on the store, writes one audit record, and maps errors to FTP replies (`errors`).
 
+mod cached;
 mod errors;
 mod listing;
 mod local;
