@@ -230,6 +230,19 @@ pub struct Measured {
     pub figure: f64,
 }
 
+impl Scenario {
+    /// Whether the scenario drives a single session, one command at a time.
+    pub fn is_one_session(&self) -> bool {
+        matches!(
+            self,
+            Scenario::Retr { .. }
+                | Scenario::Stor { .. }
+                | Scenario::SmallFiles { .. }
+                | Scenario::List { .. }
+        )
+    }
+}
+
 /// The headline figure of a scenario, and which direction is better.
 fn unit_of(scenario: &Scenario) -> (&'static str, bool) {
     match scenario {
