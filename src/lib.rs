@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod health_check;
 pub mod limits;
+pub mod log_batch;
 pub mod logging;
 pub mod login_guard;
 pub mod login_timeout;

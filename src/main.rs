@@ -57,7 +57,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let logger = ferry::logging::build_logger(config.log_format, config.log_level);
+    let logger = match ferry::logging::build_logger(config.log_format, config.log_level) {
+        Ok(logger) => logger,
+        Err(error) => {
+            eprintln!("ferry: could not start the logging thread: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

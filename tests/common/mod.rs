@@ -203,7 +203,8 @@ fn test_logger() -> slog::Logger {
         Ok(level) => ferry::logging::build_logger(
             ferry::logging::LogFormat::Human,
             level.parse().unwrap_or(slog::Level::Info),
-        ),
+        )
+        .expect("logging thread"),
         Err(_) => slog::Logger::root(slog::Discard, slog::o!()),
     }
 }
