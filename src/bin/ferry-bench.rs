@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use ferry::bench::{BenchArgs, Scenario};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -28,7 +29,12 @@ fn main() -> ExitCode {
     };
     let report = runtime.block_on(ferry::bench::run(&args));
     match serde_json::to_string(&report) {
-        Ok(line) => println!("{line}"),
+        Ok(line) => {
+            // A reader that went away (`| head`) is not worth a panic; the status says it.
+            if writeln!(std::io::stdout(), "{line}").is_err() {
+                return ExitCode::FAILURE;
+            }
+        }
         Err(error) => {
             eprintln!("ferry-bench: could not encode the report: {error}");
             return ExitCode::FAILURE;
