@@ -1,5 +1,6 @@
-//! The data path and what sessions cost: an abandoned zero-copy download stops, and an idle
-//! session holds no descriptor but its control socket.
+//! The data path and what sessions cost: an abandoned zero-copy download stops, an idle
+//! session holds no descriptor but its control socket, and downloads served from the page
+//! cache or with sendfile(2) arrive whole.
 
 mod common;
 
@@ -109,4 +110,39 @@ async fn an_idle_session_holds_its_control_socket_once_and_shares_its_home_handl
         "20 sessions share one handle on {home:?}"
     );
     assert!(Path::new(&home).is_dir());
+}
+
+/// Downloads of up to 64 KiB are read from the page cache on the async worker
+/// (`src/storage/cached.rs`), larger ones go out with sendfile(2): both sides of the limit,
+/// whole and resumed from an offset (REST), arrive byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_on_both_sides_of_the_cache_path_limit_arrive_whole_and_resumed() {
+    const LIMIT: usize = 64 * 1024;
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let sizes = [0, 1, 4096, LIMIT - 1, LIMIT, LIMIT + 1, 3 * LIMIT];
+    for size in sizes {
+        std::fs::write(home.join(format!("f{size}.bin")), pattern(size)).unwrap();
+    }
+    let mut raw = server.raw_login("alice").await;
+    raw.expect("TYPE I", 200).await;
+    for size in sizes {
+        let content = pattern(size);
+        for offset in [0, size / 2, size] {
+            if offset > 0 {
+                raw.expect(&format!("REST {offset}"), 350).await;
+            }
+            let data = raw.epsv(server.addr).await;
+            raw.expect(&format!("RETR f{size}.bin"), 150).await;
+            let received = common::read_all(data).await;
+            assert_eq!(raw.reply().await.0, 226, "size {size} offset {offset}");
+            assert!(
+                received == content[offset..],
+                "size {size} offset {offset}: received {} bytes that are not the file's last {}",
+                received.len(),
+                size - offset
+            );
+        }
+    }
 }
