@@ -210,9 +210,26 @@ run_one() { # server scenario-name arguments...
   rm -f "$FERRY_HOME"/up/* "$VSFTPD_HOME"/up/* "$FERRY_HOME"/small/* "$VSFTPD_HOME"/small/*
 }
 
+# Waits (at most 30 s) until the previous run's traces are gone: vsftpd back to its one
+# listening process (its session processes take a second or two to exit after hundreds of
+# sessions) and at most two runnable tasks on the machine. Without this, the scenario after
+# retr-many or stor-many ran beside 500 exiting vsftpd processes, whichever server it measured.
+settle() {
+  local _
+  for _ in $(seq 300); do
+    if [ "$(pgrep -c -x vsftpd || true)" -le 1 ] \
+      && [ "$(awk '/^procs_running/ {print $2}' /proc/stat)" -le 2 ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "machine still busy after 30 s: $(awk '/^procs_running/ {print $2}' /proc/stat) runnable, $(pgrep -c -x vsftpd || true) vsftpd processes"
+}
+
 log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
   if [ $((rep % 2)) -eq 1 ]; then order=(ferry vsftpd); else order=(vsftpd ferry); fi
+  settle
   log "raw loopback, repetition $rep"
   "$BENCH" --label raw raw --size "$BIG" \
     | jq -c --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
@@ -223,6 +240,7 @@ for rep in $(seq "$REPS"); do
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
     case $name in idle-*) restart_servers ;; *) [ -n "$FERRY_PID" ] || restart_servers ;; esac
     for server in "${order[@]}"; do
+      settle
       log "$name on $server, repetition $rep"
       run_one "$server" "$name" $arguments
     done
