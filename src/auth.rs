@@ -295,8 +295,9 @@ pub struct FerryAuthenticator {
     directory: Arc<UserDirectory>,
     /// Runs password hashes off the async runtime, at most `max_concurrent_logins` at once.
     verifier: PasswordVerifier,
-    /// The failed-login policy; None when `login_failures` is off.
-    login_guard: Option<LoginGuard>,
+    /// The failed-login policy; None when `login_failures` is off. Shared with the accept
+    /// loop, which turns banned addresses away at connect.
+    login_guard: Option<Arc<LoginGuard>>,
     /// `config.anonymous`, and the directory was given an anonymous home.
     anonymous_allowed: bool,
     audit: AuditLog,
@@ -304,6 +305,11 @@ pub struct FerryAuthenticator {
 }
 
 impl FerryAuthenticator {
+    /// The failed-login policy and its bans, when `login_failures` is on.
+    pub fn login_guard(&self) -> Option<Arc<LoginGuard>> {
+        self.login_guard.clone()
+    }
+
     /// The users this authenticator checks against (reload state included).
     pub fn directory(&self) -> &Arc<UserDirectory> {
         &self.directory
@@ -327,7 +333,10 @@ impl FerryAuthenticator {
         FerryAuthenticator {
             directory,
             verifier: PasswordVerifier::new(config.max_concurrent_logins),
-            login_guard: config.login_failures.clone().map(LoginGuard::new),
+            login_guard: config
+                .login_failures
+                .clone()
+                .map(|policy| Arc::new(LoginGuard::new(policy))),
             anonymous_allowed,
             audit,
             logger,

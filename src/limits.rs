@@ -25,6 +25,10 @@ pub enum LimitReached {
     Total,
     #[error("too many sessions from your address; try again later")]
     PerIp,
+    /// The address is banned for repeated failed logins (`login_guard`): turned away at
+    /// connect, so it cannot hold session slots until its login timeout.
+    #[error("too many failed logins from your address; try again later")]
+    IpBanned,
 }
 
 impl SessionLimiter {

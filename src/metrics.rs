@@ -107,7 +107,7 @@ impl Metrics {
             connections_refused: counter(
                 &registry,
                 "ferry_connections_refused_total",
-                "Connections turned away by the session limits, by limit.",
+                "Connections turned away by the session limits or an address ban, by reason.",
                 "reason",
             ),
             registry,
@@ -196,6 +196,7 @@ fn limit_label(limit: LimitReached) -> &'static str {
     match limit {
         LimitReached::Total => "max_sessions",
         LimitReached::PerIp => "max_sessions_per_ip",
+        LimitReached::IpBanned => "ip_banned",
     }
 }
 

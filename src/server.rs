@@ -10,7 +10,8 @@ use crate::admin::{AdminError, AdminServer, Probes};
 use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
 use crate::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::config::Config;
-use crate::limits::SessionLimiter;
+use crate::limits::{LimitReached, SessionLimiter};
+use crate::login_guard::LoginGuard;
 use crate::login_timeout::serve_with_login_deadline;
 use crate::passive::PassiveBinder;
 use crate::session::{ServerState, SessionLink};
@@ -82,6 +83,8 @@ struct Shared<A> {
     next_session_id: AtomicU64,
     /// The TLS config and its reloader; None when `tls = off`.
     ftps: Option<Arc<Ftps>>,
+    /// Addresses banned for failed logins are turned away here, at connect.
+    login_guard: Option<Arc<LoginGuard>>,
 }
 
 /// A bound, not yet serving, Ferry server.
@@ -98,9 +101,11 @@ where
 {
     /// Cleans upload temporaries left by a crash and binds the control port. `audit` is shared
     /// with the authenticator, so that logins and file operations count in the same metrics.
+    /// Connections from addresses `login_guard` has banned are refused with 421.
     pub async fn bind(
         config: Config,
         authenticator: Arc<A>,
+        login_guard: Option<Arc<LoginGuard>>,
         audit: AuditLog,
         logger: slog::Logger,
     ) -> Result<Self, ServerError> {
@@ -128,6 +133,7 @@ where
             sessions: Mutex::new(HashMap::new()),
             next_session_id: AtomicU64::new(0),
             ftps,
+            login_guard,
             authenticator,
             logger,
             config,
@@ -232,7 +238,16 @@ fn admit<A>(
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
 {
     let _ = stream.set_nodelay(true);
-    let permit = match shared.limiter.try_acquire(client.ip()) {
+    let banned = shared
+        .login_guard
+        .as_ref()
+        .is_some_and(|guard| guard.is_banned(client.ip(), Instant::now()));
+    let admitted = if banned {
+        Err(LimitReached::IpBanned)
+    } else {
+        shared.limiter.try_acquire(client.ip())
+    };
+    let permit = match admitted {
         Ok(permit) => permit,
         Err(limit) => {
             slog::warn!(shared.logger, "connection refused"; "client" => %client, "reason" => %limit);
@@ -433,7 +448,8 @@ pub async fn start(
         logger.clone(),
     ));
     let admin_bind = config.admin_bind;
-    let mut server = FerryServer::bind(config, authenticator, audit, logger).await?;
+    let login_guard = authenticator.login_guard();
+    let mut server = FerryServer::bind(config, authenticator, login_guard, audit, logger).await?;
     if let Some(addr) = admin_bind {
         server.bind_admin(addr, directory).await?;
     }

@@ -211,7 +211,8 @@ fn is_login_audit(line: &str, result: &str) -> bool {
 }
 
 #[tokio::test]
-async fn repeated_failed_logins_ban_the_ip_say_so_in_the_audit_log_and_spare_other_ips() {
+async fn repeated_failed_logins_ban_the_ip_at_login_and_connect_say_so_in_the_audit_log_and_spare_other_ips()
+ {
     let dir = prepared_dir();
     let ban = [
         "--failed-login-max-attempts",
@@ -227,7 +228,15 @@ async fn repeated_failed_logins_ban_the_ip_say_so_in_the_audit_log_and_spare_oth
         attacker.expect("PASS guess", 530).await;
     }
     let banned = Instant::now();
-    // Refused even with the right password while the ban lasts.
+    // New connections from the banned address are turned away at once, holding no slot.
+    let turned_away = RawSession::connect(ferry.addr).await;
+    assert_eq!(turned_away.greeting.0, 421, "{:?}", turned_away.greeting);
+    assert!(
+        turned_away.greeting.1.contains("failed logins"),
+        "{:?}",
+        turned_away.greeting
+    );
+    // A session opened before the ban is refused at PASS, even with the right password.
     attacker.expect("USER alice", 331).await;
     attacker.expect(format!("PASS {PASSWORD}"), 530).await;
 
@@ -275,4 +284,6 @@ async fn repeated_failed_logins_ban_the_ip_say_so_in_the_audit_log_and_spare_oth
         "ban lifted after {:?}",
         banned.elapsed()
     );
+    let welcomed = RawSession::connect(ferry.addr).await;
+    assert_eq!(welcomed.greeting.0, 220, "{:?}", welcomed.greeting);
 }
