@@ -40,6 +40,9 @@ pub enum UserCommand {
         /// Allow only listing and downloading.
         #[arg(long)]
         read_only: bool,
+        /// Refuse this user's logins unless the control connection is TLS (AUTH TLS first).
+        #[arg(long)]
+        require_tls: bool,
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
@@ -59,7 +62,8 @@ pub enum UserCommand {
         #[command(flatten)]
         users: UsersFileArg,
     },
-    /// List users: name, home, permissions, enabled, allowed networks (never password hashes).
+    /// List users: name, home, permissions, enabled, TLS required, allowed networks (never
+    /// password hashes).
     List {
         #[command(flatten)]
         users: UsersFileArg,
@@ -84,6 +88,7 @@ fn execute(
             users,
             home,
             read_only,
+            require_tls,
             password_stdin,
         } => {
             let path = users.path;
@@ -119,7 +124,7 @@ fn execute(
                 permissions,
                 enabled: true,
                 allowed_networks: Vec::new(),
-                require_tls: false,
+                require_tls,
             });
             file.save(&path)?;
             report(
@@ -228,7 +233,7 @@ fn new_password(
 
 /// Prints one aligned row per user. Hashes are never printed.
 fn write_user_table(file: &UsersFile, out: &mut dyn Write) -> io::Result<()> {
-    let rows: Vec<[String; 5]> = file
+    let rows: Vec<[String; 6]> = file
         .users()
         .map(|user| {
             let networks = if user.allowed_networks.is_empty() {
@@ -245,12 +250,18 @@ fn write_user_table(file: &UsersFile, out: &mut dyn Write) -> io::Result<()> {
                 user.home.display().to_string(),
                 user.permissions.to_string(),
                 if user.enabled { "yes" } else { "no" }.to_string(),
+                if user.require_tls {
+                    "required"
+                } else {
+                    "optional"
+                }
+                .to_string(),
                 networks,
             ]
         })
         .collect();
-    let header = ["NAME", "HOME", "PERMISSIONS", "ENABLED", "NETWORKS"].map(String::from);
-    let mut widths = [0usize; 5];
+    let header = ["NAME", "HOME", "PERMISSIONS", "ENABLED", "TLS", "NETWORKS"].map(String::from);
+    let mut widths = [0usize; 6];
     for row in std::iter::once(&header).chain(&rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -509,6 +520,34 @@ mod tests {
             "{output}"
         );
         assert!(!output.contains("argon2"), "{output}");
+    }
+
+    #[test]
+    fn add_with_require_tls_sets_it_in_the_file_and_list_shows_it() {
+        let s = scratch();
+        for (name, extra) in [("tina", Some("--require-tls")), ("pat", None)] {
+            let mut args = vec!["add", name, "--users", &s.users, "--password-stdin"];
+            args.extend(extra);
+            run_with(&args, "pw\n").0.expect("add");
+        }
+        let file = UsersFile::load(Path::new(&s.users)).expect("load");
+        assert!(file.get("tina").expect("tina").require_tls);
+        assert!(!file.get("pat").expect("pat").require_tls);
+        let (result, output) = run_with(&["list", "--users", &s.users], "");
+        result.expect("list");
+        let row = |name: &str| {
+            output
+                .lines()
+                .find(|line| line.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {output}"))
+                .to_string()
+        };
+        assert!(
+            output.lines().next().is_some_and(|h| h.contains("TLS")),
+            "{output}"
+        );
+        assert!(row("tina").contains("required"), "{output}");
+        assert!(row("pat").contains("optional"), "{output}");
     }
 
     #[test]
