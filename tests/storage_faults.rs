@@ -162,3 +162,48 @@ async fn a_file_deleted_while_downloading_is_still_sent_whole() {
     downloader.expect("SIZE big.bin", 550).await;
     server.stop().await.expect("clean stop, no panic");
 }
+
+/// A FIFO someone with shell access left in a home: opening it would wait for the other end
+/// forever, holding a blocking-pool thread and the session. RETR and a resumed STOR (which
+/// writes into the existing file) get an error at once, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_the_home_is_refused_without_hanging() {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let fifo = CString::new(home.join("pipe").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+    std::fs::write(home.join("plain.txt"), b"still served").unwrap();
+
+    let mut raw = server.raw_login("alice").await;
+    for (rest, command) in [(None, "RETR pipe"), (Some("REST 5"), "STOR pipe")] {
+        if let Some(rest) = rest {
+            raw.expect(rest, 350).await;
+        }
+        let _data = raw.epsv(server.addr).await;
+        raw.send(command).await;
+        let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut reply = raw.reply().await;
+            if reply.0 == 150 {
+                reply = raw.reply().await;
+            }
+            reply
+        })
+        .await
+        .unwrap_or_else(|_| {
+            // Open the other end so the server's stuck open() returns: otherwise the
+            // runtime's shutdown would wait for that thread and the test would hang.
+            let _other_end = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(home.join("pipe"));
+            panic!("{command} on a FIFO hung")
+        });
+        assert!(reply.0 == 550 || reply.0 == 451, "{command}: {reply:?}");
+    }
+    let data = raw.epsv(server.addr).await;
+    raw.expect("RETR plain.txt", 150).await;
+    assert_eq!(common::read_all(data).await, b"still served");
+    assert_eq!(raw.reply().await.0, 226);
+}

@@ -11,7 +11,7 @@ use crate::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
 use async_trait::async_trait;
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, MetadataExt, OpenOptions};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt as StdMetadataExt;
@@ -103,7 +103,11 @@ impl Store for LocalStore {
         }
         let path = path.clone();
         let open = move || {
-            let file = home.open(path.relative())?;
+            // O_NONBLOCK: a FIFO would otherwise wait for a writer; regular files ignore it.
+            let file = home.open_with(
+                path.relative(),
+                OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK),
+            )?;
             if !file.metadata()?.is_file() {
                 return Err(StoreError::NotAFile);
             }
@@ -152,8 +156,13 @@ impl Store for LocalStore {
     {
         let (home, path) = (self.home()?, path.clone());
         let open = move || {
-            let file =
-                home.open_with(path.relative(), OpenOptions::new().write(true).create(true))?;
+            let file = home.open_with(
+                path.relative(),
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .custom_flags(libc::O_NONBLOCK),
+            )?;
             if !file.metadata()?.is_file() {
                 return Err(StoreError::NotAFile);
             }
