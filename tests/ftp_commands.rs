@@ -276,3 +276,40 @@ async fn utf8_file_names_round_trip() {
     assert!(ftp.nlst(None).await.unwrap().contains(&name.to_owned()));
     assert_eq!(download(&mut ftp, name).await, b"utf8");
 }
+
+/// A REST offset belongs to the next transfer command alone: when that command fails, the
+/// download after it starts at byte 0 again (upstream libunftp carried the offset over, and
+/// the client got a file without its head under a 226).
+#[tokio::test]
+async fn a_rest_offset_is_used_up_by_a_failed_transfer() {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let content = pattern(10_000);
+    std::fs::write(home.join("whole.bin"), &content).unwrap();
+
+    let mut raw = server.raw_login("alice").await;
+    raw.expect("TYPE I", 200).await;
+    for failing in ["RETR missing.bin", "STOR no-such-dir/x.bin"] {
+        raw.expect("REST 4000", 350).await;
+        let _data = raw.epsv(server.addr).await;
+        raw.send(failing).await;
+        let mut reply = raw.reply().await;
+        if reply.0 == 150 {
+            reply = raw.reply().await;
+        }
+        assert!(reply.0 >= 400, "{failing}: {reply:?}");
+
+        let data = raw.epsv(server.addr).await;
+        raw.expect("RETR whole.bin", 150).await;
+        let received = common::read_all(data).await;
+        assert_eq!(raw.reply().await.0, 226);
+        assert_eq!(
+            received.len(),
+            content.len(),
+            "after a failed {failing}, RETR started at byte {}",
+            content.len() - received.len()
+        );
+        assert!(received == content, "after a failed {failing}");
+    }
+}

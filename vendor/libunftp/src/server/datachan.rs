@@ -118,7 +118,11 @@ where
                 // that locks the session) is answered while data flows; then race the transfer
                 // against ABOR. Dropping the storage future is how the backend learns that the
                 // transfer was abandoned (Ferry's upload discards its temporary file).
-                let start_pos = session_arc.lock().await.start_pos;
+                // FERRY PATCH (rest-consumed): a REST offset applies to the next transfer
+                // command only, whether it succeeds or fails. Upstream reset it only after a
+                // success, so after a refused STOR or RETR the next download silently started
+                // at the old offset and the client got a file without its head.
+                let start_pos = std::mem::take(&mut session_arc.lock().await.start_pos);
                 let logger = self.logger.clone();
                 tokio::select! {
                     _ = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {},
