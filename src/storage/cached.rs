@@ -52,35 +52,73 @@ pub fn metadata(home: &Dir, relative: &Path) -> Option<cap_std::fs::Metadata> {
     Some(cap_std::fs::Metadata::from_just_metadata(metadata))
 }
 
+/// What the page cache did for a download (see [`small_file`]).
+#[derive(Debug)]
+pub enum CachedRead {
+    /// The file's bytes from the offset to its end, read without waiting.
+    Content(Vec<u8>),
+    /// A regular file, opened beneath the home, that is too large or not all in the page
+    /// cache: to be sent from the blocking pool without opening it again.
+    Open(File),
+    /// Not answered here (the lookup was not cached, or it is not a regular file): the
+    /// blocking path opens it and decides what the client is told.
+    Unanswered,
+}
+
 /// The bytes of the regular file `relative` from `offset` to its end, if it is at most
-/// [`SMALL_FILE_LIMIT`] long and every byte is in the page cache.
-pub fn small_file(home: &Dir, relative: &Path, offset: u64) -> Option<Vec<u8>> {
+/// [`SMALL_FILE_LIMIT`] long and every byte is in the page cache; otherwise the file, if it
+/// could be opened without waiting.
+pub fn small_file(home: &Dir, relative: &Path, offset: u64) -> CachedRead {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let file = File::from(open_cached(home, relative, flags)?);
-    let metadata = file.metadata().ok()?;
-    if !metadata.is_file() || metadata.len() > SMALL_FILE_LIMIT {
-        return None;
+    let Some(file) = open_cached(home, relative, flags).map(File::from) else {
+        return CachedRead::Unanswered;
+    };
+    let Ok(metadata) = file.metadata() else {
+        return CachedRead::Unanswered;
+    };
+    if !metadata.is_file() {
+        return CachedRead::Unanswered;
     }
-    let in_memory = lives_in_memory(&file);
-    let expected = metadata.len().saturating_sub(offset) as usize;
+    if metadata.len() > SMALL_FILE_LIMIT {
+        return CachedRead::Open(file);
+    }
+    match read_to_end_without_waiting(&file, offset, metadata.len()) {
+        Some(content) => CachedRead::Content(content),
+        None => CachedRead::Open(file),
+    }
+}
+
+/// Reads `file` (`len` bytes long when it was looked at) from `offset` to its end, or None
+/// if that would wait for the disk, fails, or the file has grown meanwhile.
+fn read_to_end_without_waiting(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
+    let expected = len.saturating_sub(offset) as usize;
     // One byte more than expected, so a file that grew since the stat reads short of EOF
     // and is left to the blocking path, which sends it whole.
     let mut content = vec![0u8; expected + 1];
     let mut filled = 0;
+    let mut in_memory = false;
     loop {
         let position = offset.checked_add(filled as u64)?;
         let unfilled = &mut content[filled..];
         let read = if in_memory {
-            rustix::io::pread(&file, unfilled, position).ok()?
+            rustix::io::pread(file, unfilled, position).ok()?
         } else {
-            rustix::io::preadv2(
-                &file,
+            let without_waiting = rustix::io::preadv2(
+                file,
                 &mut [IoSliceMut::new(unfilled)],
                 position,
                 ReadWriteFlags::NOWAIT,
-            )
-            .ok()?
+            );
+            match without_waiting {
+                Ok(read) => read,
+                // Asked only here, so filesystems that support RWF_NOWAIT never pay for it.
+                Err(rustix::io::Errno::OPNOTSUPP) if lives_in_memory(file) => {
+                    in_memory = true;
+                    continue;
+                }
+                Err(_) => return None,
+            }
         };
         if read == 0 {
             content.truncate(filled);
@@ -111,6 +149,16 @@ mod tests {
     use super::*;
     use cap_std::ambient_authority;
 
+    impl CachedRead {
+        /// The content, if the read was answered from the page cache.
+        fn content(self) -> Option<Vec<u8>> {
+            match self {
+                CachedRead::Content(content) => Some(content),
+                CachedRead::Open(_) | CachedRead::Unanswered => None,
+            }
+        }
+    }
+
     fn home_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Dir) {
         let dir = tempfile::tempdir().expect("temp dir");
         for (name, content) in files {
@@ -131,11 +179,11 @@ mod tests {
     #[test]
     fn reads_a_small_cached_file_from_an_offset() {
         let (_dir, home) = home_with(&[("sub/a.txt", b"hello, cache")]);
-        let whole = twice(|| small_file(&home, Path::new("sub/a.txt"), 0));
+        let whole = twice(|| small_file(&home, Path::new("sub/a.txt"), 0).content());
         assert_eq!(whole.as_deref(), Some(&b"hello, cache"[..]));
-        let tail = small_file(&home, Path::new("sub/a.txt"), 7);
+        let tail = small_file(&home, Path::new("sub/a.txt"), 7).content();
         assert_eq!(tail.as_deref(), Some(&b"cache"[..]));
-        let past_end = small_file(&home, Path::new("sub/a.txt"), 100);
+        let past_end = small_file(&home, Path::new("sub/a.txt"), 100).content();
         assert_eq!(past_end.as_deref(), Some(&b""[..]));
     }
 
@@ -150,7 +198,7 @@ mod tests {
             return; // /dev/shm is not tmpfs here
         }
         let home = Dir::open_ambient_dir(dir.path(), ambient_authority()).expect("open home");
-        let content = twice(|| small_file(&home, Path::new("t.bin"), 3));
+        let content = twice(|| small_file(&home, Path::new("t.bin"), 3).content());
         assert_eq!(content.as_deref(), Some(&b"memory"[..]));
     }
 
@@ -159,9 +207,9 @@ mod tests {
         let large = vec![7u8; SMALL_FILE_LIMIT as usize + 1];
         let (_dir, home) = home_with(&[("large.bin", &large), ("d/x", b"x")]);
         assert!(twice(|| metadata(&home, Path::new("large.bin"))).is_some());
-        assert_eq!(small_file(&home, Path::new("large.bin"), 0), None);
-        assert_eq!(small_file(&home, Path::new("d"), 0), None);
-        assert_eq!(small_file(&home, Path::new("missing"), 0), None);
+        assert_eq!(small_file(&home, Path::new("large.bin"), 0).content(), None);
+        assert_eq!(small_file(&home, Path::new("d"), 0).content(), None);
+        assert_eq!(small_file(&home, Path::new("missing"), 0).content(), None);
         assert!(metadata(&home, Path::new("missing")).is_none());
         assert!(metadata(&home, Path::new("")).is_none());
     }
@@ -180,15 +228,19 @@ mod tests {
         std::os::unix::fs::symlink("inside.txt", dir.path().join("link")).expect("symlink");
         let secret_path = outside.path().join("secret");
         for path in [Path::new("abs"), Path::new("rel"), secret_path.as_path()] {
-            assert_eq!(twice(|| small_file(&home, path, 0)), None, "{path:?}");
+            assert_eq!(
+                twice(|| small_file(&home, path, 0).content()),
+                None,
+                "{path:?}"
+            );
             assert!(twice(|| metadata(&home, path)).is_none(), "{path:?}");
         }
         assert_eq!(
-            twice(|| small_file(&home, &relative_escape, 0)),
+            twice(|| small_file(&home, &relative_escape, 0).content()),
             None,
             "dot-dot"
         );
-        let through_link = twice(|| small_file(&home, Path::new("link"), 0));
+        let through_link = twice(|| small_file(&home, Path::new("link"), 0).content());
         assert_eq!(through_link.as_deref(), Some(&b"in"[..]), "in-home symlink");
     }
 

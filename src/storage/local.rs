@@ -5,7 +5,7 @@
 //! resolves component by component otherwise). Uploads are written to a temporary file in the
 //! target's directory and renamed over the final name only when complete.
 
-use super::cached;
+use super::cached::{self, CachedRead};
 use super::store::{CommitGate, Entry, EntryKind, Store, StoreError};
 use crate::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
@@ -96,13 +96,20 @@ impl Store for LocalStore {
         W: AsyncWrite + Unpin + Send + Sync + ?Sized,
     {
         let home = self.home()?;
-        if let Some(content) = cached::small_file(&home, path.relative(), offset) {
-            out.write_all(&content).await?;
-            out.flush().await?;
-            return Ok(content.len() as u64);
-        }
+        let already_open = match cached::small_file(&home, path.relative(), offset) {
+            CachedRead::Content(content) => {
+                out.write_all(&content).await?;
+                out.flush().await?;
+                return Ok(content.len() as u64);
+            }
+            CachedRead::Open(file) => Some(file),
+            CachedRead::Unanswered => None,
+        };
         let path = path.clone();
         let open = move || {
+            if let Some(file) = already_open {
+                return Ok(file);
+            }
             // O_NONBLOCK: a FIFO would otherwise wait for a writer; regular files ignore it.
             let file = home.open_with(
                 path.relative(),
