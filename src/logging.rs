@@ -29,12 +29,7 @@ pub fn build_logger(format: LogFormat, level: slog::Level) -> std::io::Result<sl
         LogFormat::Json => root(
             BatchedDrain::new(
                 std::io::stderr(),
-                |writer| {
-                    slog_json::Json::new(writer)
-                        .set_flush(true)
-                        .add_default_keys()
-                        .build()
-                },
+                |writer| slog_json::Json::new(writer).add_default_keys().build(),
                 json_dropped_notice,
             )?,
             level,
