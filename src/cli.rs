@@ -1,7 +1,7 @@
 //! Command-line interface: `ferry serve`, `ferry user ...`, `ferry client URL`, `ferry cert ...`,
 //! `ferry health`.
 
-use std::path::PathBuf;
+use crate::config::ServeArgs;
 
 /// How the settings of `ferry serve` combine, shown under `ferry serve --help`.
 const SERVE_AFTER_HELP: &str = "\
@@ -30,117 +30,15 @@ pub enum Command {
     /// Manage the accounts in the users file.
     User {
         #[command(subcommand)]
-        command: crate::user_admin::UserCommand,
+        command: crate::accounts::user_admin::UserCommand,
     },
     /// GET a URL of the admin listener; exit 0 on 200 OK (container health checks).
-    Health(crate::health_check::HealthArgs),
+    Health(crate::observe::health_check::HealthArgs),
     /// Connect to an FTP or FTPS server (Ferry or any other) and run the seed's commands.
     Client(crate::client::ClientArgs),
     /// Make TLS certificates for FTPS.
     Cert {
         #[command(subcommand)]
-        command: crate::cert::CertCommand,
+        command: crate::tls::cert::CertCommand,
     },
-}
-
-/// The flags of `ferry serve`: `--config`, `--check-config`, and one flag per configuration key.
-///
-/// Values stay text here: `Config::load` checks them, the same way as values from the file and
-/// the environment, so a bad value reads the same wherever it came from. A boolean flag alone
-/// means true (`--anonymous`); `--anonymous=false` (or `--anonymous false`) turns off what the
-/// file or environment turned on. Booleans accept true/false, yes/no, 1/0.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ServeArgs {
-    /// Config file [env: FERRY_CONFIG] [default: config/ferry.toml, skipped if it does not exist]
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Check the configuration (including root and the users file), print its source, and exit
-    #[arg(long)]
-    pub check_config: bool,
-
-    /// Control connection address [default: 127.0.0.1:2121]
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub bind: Option<String>,
-    /// Directory holding every user's home [default: ./data]
-    #[arg(long, value_name = "DIR")]
-    pub root: Option<String>,
-    /// The users file [default: config/users.toml]
-    #[arg(long, value_name = "FILE")]
-    pub users: Option<String>,
-    /// Passive data ports [default: 49152-65535]
-    #[arg(long, value_name = "LO-HI")]
-    pub passive_ports: Option<String>,
-    /// IPv4 address or DNS name announced in PASV replies, for NAT or Docker [default: the
-    /// control connection's local address]
-    #[arg(long, value_name = "HOST")]
-    pub passive_host: Option<String>,
-    /// First line a client sees [default: "Ferry FTP server ready"]
-    #[arg(long, value_name = "TEXT")]
-    pub greeting: Option<String>,
-    /// Seconds a logged-in session may stay idle [default: 600]
-    #[arg(long, value_name = "SECONDS")]
-    pub idle_timeout: Option<String>,
-    /// Sessions in total; further connections get 421 [default: 1000]
-    #[arg(long, value_name = "N")]
-    pub max_sessions: Option<String>,
-    /// Sessions per client IP [default: 50]
-    #[arg(long, value_name = "N")]
-    pub max_sessions_per_ip: Option<String>,
-    /// Failed logins from one IP before it is banned; 0 turns the ban off [default: 5]
-    #[arg(long, value_name = "N")]
-    pub failed_login_max_attempts: Option<String>,
-    /// Seconds an IP stays banned, and the window in which failures count [default: 300]
-    #[arg(long, value_name = "SECONDS")]
-    pub failed_login_ban: Option<String>,
-    /// Log format: human or json [default: human]
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// Log level: error, warn, info, debug or trace [default: info]
-    #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Allow active mode (PORT), to the client's own address only [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub active_mode: Option<String>,
-    /// Allow anonymous, read-only login [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub anonymous: Option<String>,
-    /// Home of the anonymous user, relative to root [default: anonymous]
-    #[arg(long, value_name = "DIR")]
-    pub anonymous_home: Option<String>,
-    /// Seconds running transfers may take to finish after SIGINT/SIGTERM [default: 30]
-    #[arg(long, value_name = "SECONDS")]
-    pub shutdown_grace: Option<String>,
-    /// Password hashes computed at once [default: 2 x number of CPUs]
-    #[arg(long, value_name = "N")]
-    pub max_concurrent_logins: Option<String>,
-    /// Admin HTTP listener for /metrics, /health and /ready [default: off]
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub admin_bind: Option<String>,
-    /// FTPS on the control channel: off, optional or required [default: off]
-    #[arg(long, value_name = "MODE")]
-    pub tls: Option<String>,
-    /// FTPS on the data channel (PROT P): optional or required [default: as --tls]
-    #[arg(long, value_name = "MODE")]
-    pub tls_data: Option<String>,
-    /// Whom "required" applies to: all, or accounts (anonymous may stay plaintext) [default: all]
-    #[arg(long, value_name = "WHO")]
-    pub tls_required_for: Option<String>,
-    /// TLS certificate chain, PEM, leaf first
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<String>,
-    /// TLS private key, PEM
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<String>,
-    /// Oldest TLS version accepted: 1.2 or 1.3 [default: 1.2]
-    #[arg(long, value_name = "VERSION")]
-    pub tls_min_version: Option<String>,
-    /// Client certificates: off, request or require [default: off]
-    #[arg(long, value_name = "MODE")]
-    pub tls_client_auth: Option<String>,
-    /// CA certificates (PEM) that client certificates must chain to
-    #[arg(long, value_name = "FILE")]
-    pub tls_client_ca: Option<String>,
-    /// Seconds a connection may take to log in before it is closed with 421 [default: 30]
-    #[arg(long, value_name = "SECONDS")]
-    pub login_timeout: Option<String>,
 }

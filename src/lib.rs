@@ -1,29 +1,18 @@
 //! Ferry: an FTP/FTPS server built on libunftp, with its own storage backend and authenticator.
+//!
+//! One folder per subsystem; dependencies point one way (the README's "Architecture" section
+//! draws them): `observe`, `reload` and `transfer` at the bottom, then `tls`, `config`,
+//! `accounts`, `storage`, and `server` on top, which wires them together. `client` and `bench`
+//! stand alone; `cli` is the binary's command tree over all of them.
 
-pub mod admin;
-pub mod audit;
-pub mod auth;
+pub mod accounts;
 pub mod bench;
-pub mod cert;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod health_check;
-pub mod limits;
-pub mod log_batch;
-pub mod logging;
-pub mod login_guard;
-pub mod login_timeout;
-pub mod metrics;
-pub mod passive;
-pub mod password;
-pub mod paths;
+pub mod observe;
 pub mod reload;
 pub mod server;
-pub mod session;
 pub mod storage;
 pub mod tls;
 pub mod transfer;
-pub mod user_admin;
-pub mod users;
-pub mod verified_logins;

@@ -1,8 +1,8 @@
 //! The `ferry` binary: parses the command line and hands each subcommand to the library.
 
 use clap::Parser;
-use ferry::cli::{Cli, Command, ServeArgs};
-use ferry::config::Config;
+use ferry::cli::{Cli, Command};
+use ferry::config::{Config, ServeArgs};
 use std::process::ExitCode;
 
 /// Exit status for a configuration or usage error, as clap uses for bad flags.
@@ -11,14 +11,14 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
-        Command::User { command } => match ferry::user_admin::run(command) {
+        Command::User { command } => match ferry::accounts::user_admin::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("ferry user: {error}");
                 ExitCode::FAILURE
             }
         },
-        Command::Health(args) => match ferry::health_check::check(&args.url) {
+        Command::Health(args) => match ferry::observe::health_check::check(&args.url) {
             Ok(response) => {
                 println!("{}", response.body.trim_end());
                 ExitCode::SUCCESS
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Client(args) => ferry::client::run(args),
-        Command::Cert { command } => match ferry::cert::run(command, &mut std::io::stdout()) {
+        Command::Cert { command } => match ferry::tls::cert::run(command, &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("ferry cert: {error}");
@@ -57,7 +57,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let logger = match ferry::logging::build_logger(config.log_format, config.log_level) {
+    let logger = match ferry::observe::logging::build_logger(config.log_format, config.log_level) {
         Ok(logger) => logger,
         Err(error) => {
             eprintln!("ferry: could not start the logging thread: {error}");

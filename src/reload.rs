@@ -9,6 +9,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
+/// How often a watched file is examined. Polling rather than inotify, because inotify misses
+/// Kubernetes ConfigMap updates (a symlink swap of the parent directory) and edits made from
+/// outside a Docker bind mount; one `stat` a second is free.
+pub const FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What identifies one version of a file on disk. An atomic save or a ConfigMap update changes
 /// the inode; an in-place edit changes the modification time or size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

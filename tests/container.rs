@@ -306,9 +306,10 @@ fn first_user_password_can_come_from_a_secret_file() {
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("FERRY_MAX_SESSIONS"), "{stderr}");
-    let users = ferry::users::UsersFile::load(&container.users_file()).expect("users file");
+    let users =
+        ferry::accounts::users::UsersFile::load(&container.users_file()).expect("users file");
     let carol = users.get("carol").expect("carol was added");
-    assert!(ferry::password::verify_password(
+    assert!(ferry::accounts::password::verify_password(
         &carol.password_hash,
         "from a docker secret"
     ));

@@ -83,7 +83,7 @@ async fn start_upload(server: std::net::SocketAddr, upload: usize) -> (RawSessio
 fn temporaries_in(dir: &Path) -> Vec<String> {
     names_on_disk(dir)
         .into_iter()
-        .filter(|name| name.starts_with(ferry::paths::UPLOAD_TEMP_PREFIX))
+        .filter(|name| name.starts_with(ferry::storage::paths::UPLOAD_TEMP_PREFIX))
         .collect()
 }
 

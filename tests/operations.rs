@@ -4,7 +4,7 @@
 mod common;
 
 use common::{PASSWORD, TestServer, default_users, download, pattern};
-use ferry::health_check::{self, ProbeError, Response};
+use ferry::observe::health_check::{self, ProbeError, Response};
 use std::collections::HashMap;
 use std::io::Cursor;
 

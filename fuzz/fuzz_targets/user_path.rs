@@ -2,7 +2,7 @@
 //! the home, in normal form, and never an upload temporary.
 #![no_main]
 
-use ferry::paths::{UPLOAD_TEMP_PREFIX, resolve_user_path};
+use ferry::storage::paths::{UPLOAD_TEMP_PREFIX, resolve_user_path};
 use libfuzzer_sys::fuzz_target;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

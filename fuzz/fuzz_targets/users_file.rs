@@ -2,7 +2,7 @@
 //! and saving them and reading them back gives the same accounts.
 #![no_main]
 
-use ferry::users::{UsersFile, validate_home, validate_user_name};
+use ferry::accounts::users::{UsersFile, validate_home, validate_user_name};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! A minimal FTP client for load generation: one control connection, EPSV data connections,
 //! large reads and writes, and a bound on every wait.
 
-use super::BenchError;
 use super::discard::Discard;
+use super::{BenchError, bounded};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,18 +52,6 @@ impl Connector {
         // Commands are single small writes; without this each waits for the server's ACK.
         stream.set_nodelay(true)?;
         Ok(stream)
-    }
-}
-
-/// Runs `future` within `limit`, naming `what` when it does not finish.
-pub async fn bounded<T>(
-    limit: Duration,
-    what: &'static str,
-    future: impl Future<Output = std::io::Result<T>>,
-) -> Result<T, BenchError> {
-    match tokio::time::timeout(limit, future).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(BenchError::Timeout(what)),
     }
 }
 

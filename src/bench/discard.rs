@@ -3,7 +3,7 @@
 //! than any server it measures and is not what limits a download.
 
 use super::BenchError;
-use super::client::bounded;
+use super::bounded;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -2,7 +2,7 @@
 //! commands, counts bytes and errors, and becomes one JSON line ([`Report`]).
 //!
 //! A scenario with an error or a wrong byte count is invalid: its report carries no figure,
-//! so a broken run can never pass for a fast one.
+//! so a broken run can never pass for a fast one. Standalone: it uses nothing else of Ferry's.
 
 pub mod client;
 mod discard;
@@ -418,6 +418,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .ok_or_else(|| format!("not a size: {text:?} (e.g. 4096, 4KiB, 10MiB, 1GiB)"))
+}
+
+/// Runs `future` within `limit`, naming `what` when it does not finish.
+pub async fn bounded<T>(
+    limit: Duration,
+    what: &'static str,
+    future: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, BenchError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BenchError::Timeout(what)),
+    }
 }
 
 #[cfg(test)]

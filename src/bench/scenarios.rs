@@ -3,7 +3,7 @@
 use super::client::{self, Connector, Session};
 use super::discard::Discard;
 use super::probe::ProcessTree;
-use super::{BenchError, Measured, Scenario, Tally, megabytes_per_second};
+use super::{BenchError, Measured, Scenario, Tally, bounded, megabytes_per_second};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -99,12 +99,12 @@ async fn raw_ceiling(size: u64, io_timeout: Duration) -> Result<Measured, BenchE
     let addr = listener.local_addr()?;
     let block = pattern(SEND_BLOCK, 0);
     let sender = tokio::spawn(async move {
-        let (mut stream, _) = client::bounded(io_timeout, "accept", listener.accept()).await?;
+        let (mut stream, _) = bounded(io_timeout, "accept", listener.accept()).await?;
         client::send_repeated(&mut stream, size, &block, io_timeout).await
     });
     let discard = Discard::new()?;
     let started = Instant::now();
-    let stream = client::bounded(io_timeout, "connect", TcpStream::connect(addr)).await?;
+    let stream = bounded(io_timeout, "connect", TcpStream::connect(addr)).await?;
     let received = discard.receive_all(&stream, io_timeout).await?;
     let mut tally = Tally::default();
     tally.transfer(received, size);

@@ -1,6 +1,6 @@
 //! `ferry client`: the seed's client vocabulary (`upload`, `download`, `ls`, `rm`, `size`,
 //! `connme`, `byebye`...) over real FTP or FTPS, against any server, interactively or as a
-//! script.
+//! script. Standalone: it uses nothing else of Ferry's, so it works against any FTP server.
 
 mod command;
 mod data;

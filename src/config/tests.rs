@@ -1,7 +1,7 @@
 //! Tests of the configuration layers, keys and their error messages.
 
+use super::keys::flag_values;
 use super::*;
-use crate::cli::{Cli, Command};
 use clap::{CommandFactory, Parser};
 use std::collections::HashMap;
 use tempfile::TempDir;
@@ -77,12 +77,18 @@ impl Fixture {
     }
 }
 
+/// The flags of `ferry serve` alone, parsed by clap as under `ferry serve`.
+#[derive(Debug, clap::Parser)]
+struct ServeCommand {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
 fn serve_args(flags: &[&str]) -> ServeArgs {
-    let argv = ["ferry", "serve"].iter().chain(flags);
-    match Cli::try_parse_from(argv).expect("valid flags").command {
-        Command::Serve(args) => args,
-        other => panic!("expected serve, got {other:?}"),
-    }
+    let argv = ["ferry-serve"].iter().chain(flags);
+    ServeCommand::try_parse_from(argv)
+        .expect("valid flags")
+        .args
 }
 
 fn error_message(result: Result<Config, ConfigError>) -> String {
@@ -660,7 +666,7 @@ fn log_format_and_level_take_the_documented_names() {
 /// Writes a fresh self-signed certificate and key into `dir`; returns their paths as text.
 fn write_test_certificate(dir: &Path, name: &str) -> (String, String) {
     let generated =
-        crate::cert::generate_self_signed(&["localhost".to_owned()], 1).expect("generate");
+        crate::tls::cert::generate_self_signed(&["localhost".to_owned()], 1).expect("generate");
     let cert = dir.join(format!("{name}-cert.pem"));
     let key = dir.join(format!("{name}-key.pem"));
     fs::write(&cert, generated.cert_pem).expect("write cert");
@@ -821,10 +827,7 @@ fn admin_listener_is_set_by_env_or_flag_and_checked_like_bind() {
 
 #[test]
 fn every_key_has_an_env_var_and_a_flag() {
-    let serve = Cli::command();
-    let serve = serve
-        .find_subcommand("serve")
-        .expect("serve subcommand exists");
+    let serve = ServeCommand::command();
     for key in Key::ALL {
         let flag = key.flag();
         assert!(

@@ -7,7 +7,7 @@
 
 use super::cached::{self, CachedRead};
 use super::store::{CommitGate, Entry, EntryKind, Store, StoreError};
-use crate::paths::{UPLOAD_TEMP_PREFIX, UserPath};
+use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
 use async_trait::async_trait;
 use cap_std::ambient_authority;

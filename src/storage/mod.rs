@@ -1,23 +1,34 @@
 //! The storage backend: permissions, audit and upload atomicity over a [`Store`].
 //!
 //! libunftp calls [`FerryStorage`] for every filesystem operation of a session. Each call
-//! resolves the client path (`crate::paths`), checks the user's permission, runs the operation
-//! on the store, writes one audit record, and maps errors to FTP replies (`errors`).
+//! resolves the client path ([`paths`]), checks the user's permission, runs the operation on
+//! the store, writes one audit record, and maps errors to FTP replies (`errors`).
+//!
+//! It uses `accounts` (the logged-in user and their permissions), `observe` (audit records),
+//! `transfer` (the data path) and `config`. What it needs of the session it serves (the
+//! client's address, whether the control connection is still open, the transfer count) it
+//! declares as [`SessionContext`], which the server implements: storage never imports
+//! `server`. A new store (S3) is a second [`Store`] in this folder.
 
 mod cached;
+mod context;
 mod errors;
 mod listing;
 mod local;
+pub mod paths;
+mod readiness;
 mod store;
 
+pub use context::{SessionContext, TransferGuard};
 pub use local::{LocalStore, remove_stale_temporaries};
+pub use readiness::check_root_writable;
 pub use store::{CommitGate, Entry, EntryKind, Store, StoreError};
 
-use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
-use crate::auth::FerryUser;
-use crate::paths::{UserPath, resolve_user_path};
-use crate::session::SessionLink;
-use crate::users::Permissions;
+use crate::accounts::auth::FerryUser;
+use crate::accounts::users::Permissions;
+use crate::observe::audit::AuditLog;
+use crate::observe::record::{AuditRecord, Op, Outcome};
+use crate::storage::paths::{UserPath, resolve_user_path};
 use async_trait::async_trait;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
@@ -32,12 +43,12 @@ const FORMAT_INLINE_MAX_ENTRIES: usize = 500;
 #[derive(Debug)]
 pub struct FerryStorage<S: Store = LocalStore> {
     store: S,
-    session: Arc<SessionLink>,
+    session: Arc<dyn SessionContext>,
     audit: AuditLog,
 }
 
 impl<S: Store> FerryStorage<S> {
-    pub fn new(store: S, session: Arc<SessionLink>, audit: AuditLog) -> Self {
+    pub fn new(store: S, session: Arc<dyn SessionContext>, audit: AuditLog) -> Self {
         FerryStorage {
             store,
             session,
@@ -83,7 +94,7 @@ impl<S: Store> FerryStorage<S> {
         self.audit.record(AuditRecord {
             op,
             user: &user.name,
-            client_ip: self.session.client.ip(),
+            client_ip: self.session.client_ip(),
             path,
             bytes,
             duration: started.elapsed(),
@@ -178,8 +189,8 @@ impl<S: Store> Drop for AuditIfAbandoned<'_, S> {
     }
 }
 
-/// Commits an upload only while the client is still connected (see `crate::session`).
-struct ControlConnectionGate(Arc<SessionLink>);
+/// Commits an upload only while the client is still connected (see [`SessionContext::control_closed`]).
+struct ControlConnectionGate(Arc<dyn SessionContext>);
 
 impl CommitGate for ControlConnectionGate {
     fn may_commit(&self) -> Result<(), StoreError> {
@@ -336,7 +347,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let started = Instant::now();
         let path = self.authorize(user, Op::Download, path.as_ref(), |p| p.download)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Download, &path, started);
-        let result = match self.session.begin_transfer() {
+        let result = match self.session.clone().begin_transfer() {
             Ok(_transfer) => self.store.read_into(&path, start_pos, output).await,
             Err(refused) => Err(refused),
         };
@@ -372,7 +383,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
         let result = async {
             self.check_overwrite(user, &path).await?;
-            let _transfer = self.session.begin_transfer()?;
+            let _transfer = self.session.clone().begin_transfer()?;
             if start_pos == 0 {
                 let gate = Arc::new(ControlConnectionGate(self.session.clone()));
                 self.store.write_atomically(&path, &mut input, gate).await

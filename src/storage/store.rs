@@ -5,7 +5,7 @@
 //! owns *how*: the local filesystem renames a temporary file; an object store would complete a
 //! multipart upload. A second backend implements this trait and inherits the policy unchanged.
 
-use crate::paths::{PathError, UserPath};
+use crate::storage::paths::{PathError, UserPath};
 use async_trait::async_trait;
 use std::fmt::Debug;
 use std::io;

@@ -1,15 +1,13 @@
 //! The live FTPS state: the current rustls config, what libunftp is told per session, reload.
 //!
 //! The rustls config is built once at startup and again on reload, never per connection.
-//! Ferry builds one libunftp server per connection ([`crate::server`]), and each takes the
+//! Ferry builds one libunftp server per connection (in `server`), and each takes the
 //! config current at its accept: a reload (SIGHUP, or a change to the certificate, key or CA
 //! file) reaches every new session while established sessions keep the config they started
 //! with, data connections included, so none is dropped.
 
 use super::{TlsError, TlsMode, TlsRequiredFor, TlsSettings, build_server_config};
-use crate::auth::FerryUser;
 use crate::reload::{FileVersion, ReloadCounters};
-use crate::storage::FerryStorage;
 use libunftp::ServerBuilder;
 use libunftp::options::FtpsRequired;
 use rustls::ServerConfig;
@@ -17,10 +15,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+use unftp_core::auth::UserDetail;
+use unftp_core::storage::{Metadata, StorageBackend};
 
-/// How often the reloader looks at the certificate, key and CA files; the same one-`stat`-a-
-/// second polling as the users file, for the same reasons (ConfigMap symlink swaps, bind mounts).
-pub const TLS_FILES_POLL_INTERVAL: Duration = crate::auth::USERS_FILE_POLL_INTERVAL;
+/// How often the reloader looks at the certificate, key and CA files (see
+/// [`crate::reload::FILE_POLL_INTERVAL`]).
+pub const TLS_FILES_POLL_INTERVAL: Duration = crate::reload::FILE_POLL_INTERVAL;
 
 /// What libunftp is told for a channel in `mode`.
 pub(super) fn requirement(mode: TlsMode, required_for: TlsRequiredFor) -> FtpsRequired {
@@ -82,10 +82,12 @@ impl Ftps {
     }
 
     /// Gives a session's libunftp server the current TLS config and the TLS requirements.
-    pub fn configure(
-        &self,
-        builder: ServerBuilder<FerryStorage, FerryUser>,
-    ) -> ServerBuilder<FerryStorage, FerryUser> {
+    pub fn configure<S, U>(&self, builder: ServerBuilder<S, U>) -> ServerBuilder<S, U>
+    where
+        S: StorageBackend<U> + 'static,
+        S::Metadata: Metadata,
+        U: UserDetail + 'static,
+    {
         let settings = &self.settings;
         builder
             .ftps_manual::<PathBuf>(self.current())

@@ -1,6 +1,10 @@
 //! FTPS (RFC 4217): the TLS settings and the rustls server config built from them; the live,
-//! reloadable state is in [`live`].
+//! reloadable state is in [`live`]; `ferry cert` in [`cert`].
+//!
+//! It uses only `reload` (to follow the certificate files). The server hands each session's
+//! libunftp builder to [`Ftps::configure`]; `config` holds the settings and checks them here.
 
+pub mod cert;
 mod live;
 
 pub use live::{Ftps, TLS_FILES_POLL_INTERVAL};

@@ -1,4 +1,5 @@
-//! The data path: how a download leaves a file and an upload reaches one.
+//! The data path: how a download leaves a file and an upload reaches one. It uses nothing else
+//! of Ferry's; `storage` calls it.
 //!
 //! On a plaintext data connection the bytes never pass through Ferry's memory: downloads use
 //! sendfile(2) and uploads splice(2) ([`zero_copy`]), and the whole transfer, from opening the

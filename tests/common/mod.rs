@@ -4,7 +4,7 @@
 
 pub mod audit_capture;
 
-use ferry::auth::UserDirectory;
+use ferry::accounts::auth::UserDirectory;
 use ferry::config::Config;
 use ferry::server::ServerError;
 use std::net::SocketAddr;
@@ -28,7 +28,7 @@ pub struct TestUser {
     pub extra: &'static str,
 }
 
-pub const ALL: &[&str] = &ferry::users::Permissions::NAMES;
+pub const ALL: &[&str] = &ferry::accounts::users::Permissions::NAMES;
 
 /// `alice` may do everything; `reader` may only list and download.
 pub fn default_users() -> Vec<TestUser> {
@@ -48,7 +48,7 @@ pub fn default_users() -> Vec<TestUser> {
 
 /// Writes a users file for `users`, all with [`PASSWORD`].
 pub fn write_users_file(path: &Path, users: &[TestUser]) {
-    let hash = ferry::password::hash_password(PASSWORD).expect("hash test password");
+    let hash = ferry::accounts::password::hash_password(PASSWORD).expect("hash test password");
     let mut text = String::new();
     for user in users {
         let permissions: Vec<String> = user
@@ -200,8 +200,8 @@ impl Drop for TestServer {
 
 fn test_logger() -> slog::Logger {
     match std::env::var("FERRY_TEST_LOG") {
-        Ok(level) => ferry::logging::build_logger(
-            ferry::logging::LogFormat::Human,
+        Ok(level) => ferry::observe::logging::build_logger(
+            ferry::observe::logging::LogFormat::Human,
             level.parse().unwrap_or(slog::Level::Info),
         )
         .expect("logging thread"),

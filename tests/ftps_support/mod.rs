@@ -42,9 +42,11 @@ impl Pem {
 
 /// A server certificate (self-signed, for localhost and 127.0.0.1).
 pub fn server_certificate() -> Pem {
-    let generated =
-        ferry::cert::generate_self_signed(&[SERVER_NAME.to_owned(), "127.0.0.1".to_owned()], 1)
-            .expect("generate server certificate");
+    let generated = ferry::tls::cert::generate_self_signed(
+        &[SERVER_NAME.to_owned(), "127.0.0.1".to_owned()],
+        1,
+    )
+    .expect("generate server certificate");
     Pem {
         cert: generated.cert_pem,
         key: generated.key_pem,

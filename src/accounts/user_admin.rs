@@ -1,7 +1,7 @@
 //! `ferry user add|passwd|remove|list`: edits the users file without ever writing a plaintext password.
 
-use crate::password::hash_password;
-use crate::users::{
+use crate::accounts::password::hash_password;
+use crate::accounts::users::{
     Permissions, UserRecord, UsersError, UsersFile, validate_home, validate_user_name,
 };
 use std::fmt;
@@ -284,7 +284,7 @@ fn write_user_table(file: &UsersFile, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::password::verify_password;
+    use crate::accounts::password::verify_password;
     use clap::Parser;
 
     #[derive(Debug, Parser)]

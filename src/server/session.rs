@@ -7,7 +7,7 @@
 //! and so that shutdown can close idle sessions. It does not hold a duplicate for the whole
 //! session: that would double the descriptors an idle session costs (see [`ControlSocket`]).
 
-use crate::storage::StoreError;
+use crate::storage::{SessionContext, StoreError};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -128,12 +128,6 @@ impl SessionLink {
         })
     }
 
-    pub fn set_user(&self, name: &str) {
-        if let Ok(mut user) = self.user.lock() {
-            *user = Some(name.to_owned());
-        }
-    }
-
     pub fn user(&self) -> Option<String> {
         self.user.lock().ok().and_then(|user| user.clone())
     }
@@ -146,19 +140,38 @@ impl SessionLink {
         self.transfers.load(Ordering::SeqCst) > 0
     }
 
-    /// Counts a transfer as running until the guard drops; refused once shutdown has begun.
-    pub fn begin_transfer(self: &Arc<Self>) -> Result<TransferGuard, StoreError> {
+    /// Tells the client the service is closing (421) and closes the control connection, which
+    /// ends libunftp's control loop for this session.
+    pub fn close(&self, reply: &str) {
+        if let Some(mut control) = self.control.borrow() {
+            let _ = control.write_all(format!("421 {reply}\r\n").as_bytes());
+            let _ = control.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl SessionContext for SessionLink {
+    fn client_ip(&self) -> std::net::IpAddr {
+        self.client.ip()
+    }
+
+    fn set_user(&self, name: &str) {
+        if let Ok(mut user) = self.user.lock() {
+            *user = Some(name.to_owned());
+        }
+    }
+
+    fn begin_transfer(self: Arc<Self>) -> Result<crate::storage::TransferGuard, StoreError> {
         if self.server.is_shutting_down() {
             return Err(StoreError::ShuttingDown);
         }
         self.transfers.fetch_add(1, Ordering::SeqCst);
         self.ever_transferred.store(true, Ordering::SeqCst);
         self.server.transfers.fetch_add(1, Ordering::SeqCst);
-        Ok(TransferGuard { link: self.clone() })
+        Ok(Box::new(RunningTransfer { link: self }))
     }
 
-    /// True when the client has closed or reset the control connection.
-    pub fn control_closed(&self) -> bool {
+    fn control_closed(&self) -> bool {
         let Some(control) = self.control.borrow() else {
             return true; // libunftp closed it: the session is over
         };
@@ -171,24 +184,15 @@ impl SessionLink {
         let ready = unsafe { libc::poll(&mut poll, 1, 0) };
         ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
-
-    /// Tells the client the service is closing (421) and closes the control connection, which
-    /// ends libunftp's control loop for this session.
-    pub fn close(&self, reply: &str) {
-        if let Some(mut control) = self.control.borrow() {
-            let _ = control.write_all(format!("421 {reply}\r\n").as_bytes());
-            let _ = control.shutdown(Shutdown::Both);
-        }
-    }
 }
 
-/// Marks a transfer as running (see [`SessionLink::begin_transfer`]).
+/// Marks a transfer as running (see [`SessionContext::begin_transfer`]).
 #[derive(Debug)]
-pub struct TransferGuard {
+struct RunningTransfer {
     link: Arc<SessionLink>,
 }
 
-impl Drop for TransferGuard {
+impl Drop for RunningTransfer {
     fn drop(&mut self) {
         self.link.transfers.fetch_sub(1, Ordering::SeqCst);
         self.link.server.transfers.fetch_sub(1, Ordering::SeqCst);

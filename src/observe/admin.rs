@@ -1,16 +1,13 @@
 //! The admin HTTP listener: `/metrics` for Prometheus, `/health` and `/ready` for orchestrators.
 //!
 //! Off unless `admin_bind` is set. It is bound with the FTP listener and serves while the
-//! accept loop runs ([`crate::server::FerryServer::serve`] starts and stops it), so it still
-//! answers during a graceful shutdown, when `/ready` says so. It has no authentication: nothing
+//! accept loop runs (the server starts and stops it), so it still answers during a graceful
+//! shutdown, when `/ready` says so. What it reports of the running server comes through
+//! [`ServerProbe`], which the server implements. It has no authentication: nothing
 //! it shows names a user, a path or a client address, but keep it on loopback or a private
 //! network all the same.
 
-use crate::auth::UserDirectory;
-use crate::limits::SessionLimiter;
-use crate::metrics::{self, Metrics};
-use crate::paths::UPLOAD_TEMP_PREFIX;
-use crate::session::ServerState;
+use super::metrics::{self, Metrics};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -19,11 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -46,16 +40,23 @@ pub enum AdminError {
     },
 }
 
+/// What the endpoints ask of the running server, which implements it: the live state, never a
+/// copy of it.
+pub trait ServerProbe: std::fmt::Debug + Send + Sync + 'static {
+    /// Sessions open now (`ferry_sessions_active`).
+    fn live_sessions(&self) -> usize;
+    /// True once shutdown has begun: the FTP listener no longer accepts.
+    fn shutting_down(&self) -> bool;
+    /// Whether uploads can be stored now: Ok, or what is wrong. Blocking (a real write), so it
+    /// runs on the blocking pool.
+    fn check_storage(&self) -> Result<(), String>;
+}
+
 /// What the endpoints look at: all of it shared with the FTP side, none of it copied.
 #[derive(Debug)]
 pub struct Probes {
     pub metrics: Arc<Metrics>,
-    /// Counts live sessions (`ferry_sessions_active`).
-    pub limiter: Arc<SessionLimiter>,
-    /// Says when shutdown has begun: the FTP listener no longer accepts.
-    pub state: Arc<ServerState>,
-    /// The loaded users; its root is the directory that must be writable.
-    pub users: Arc<UserDirectory>,
+    pub server: Arc<dyn ServerProbe>,
 }
 
 /// A bound, not yet serving, admin listener.
@@ -132,7 +133,7 @@ impl RunningAdmin {
 }
 
 async fn metrics_page(State(probes): State<Arc<Probes>>) -> Response {
-    match probes.metrics.render(probes.limiter.live_sessions()) {
+    match probes.metrics.render(probes.server.live_sessions()) {
         Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
@@ -159,11 +160,11 @@ struct Readiness {
 
 /// Whether Ferry can serve clients now: 200, or 503 with the checks that failed.
 async fn ready(State(probes): State<Arc<Probes>>) -> (StatusCode, Json<Readiness>) {
-    let root = probes.users.root().to_owned();
-    let root_check = tokio::task::spawn_blocking(move || check_root_writable(&root))
+    let server = probes.server.clone();
+    let root_check = tokio::task::spawn_blocking(move || server.check_storage())
         .await
         .unwrap_or_else(|error| Err(format!("check did not finish: {error}")));
-    let listener_check = if probes.state.is_shutting_down() {
+    let listener_check = if probes.server.shutting_down() {
         Err("shutting down: no new sessions".to_owned())
     } else {
         Ok(())
@@ -192,53 +193,4 @@ async fn ready(State(probes): State<Arc<Probes>>) -> (StatusCode, Json<Readiness
             checks,
         }),
     )
-}
-
-/// Distinguishes the probe files of concurrent checks.
-static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Creates and removes a file in `root`. Permission bits do not stop root (the usual user in a
-/// container), so asking the kernel (`access(2)`) would not do: only a real write shows a
-/// read-only mount, a missing root or a root replaced by a file. The name carries the upload
-/// temporary prefix, so clients never see it and a crash's leftover is removed at the next start.
-fn check_root_writable(root: &Path) -> Result<(), String> {
-    let probe = root.join(format!(
-        "{UPLOAD_TEMP_PREFIX}ready-{}-{}",
-        std::process::id(),
-        PROBE_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|error| format!("root {} is not writable: {error}", root.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writable_root_passes_and_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        assert_eq!(check_root_writable(dir.path()), Ok(()));
-        assert_eq!(
-            std::fs::read_dir(dir.path()).expect("read dir").count(),
-            0,
-            "probe file removed"
-        );
-    }
-
-    #[test]
-    fn missing_root_or_file_in_its_place_fails_with_the_reason() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let missing = dir.path().join("gone");
-        let problem = check_root_writable(&missing).expect_err("missing root");
-        assert!(problem.starts_with(&format!("root {} is not writable: ", missing.display())));
-        let file = dir.path().join("file");
-        std::fs::write(&file, b"").expect("write file");
-        let problem = check_root_writable(&file).expect_err("file as root");
-        assert!(problem.contains("Not a directory"), "{problem}");
-    }
 }

@@ -1,5 +1,6 @@
 //! Session limits: at most N sessions in total and M per client IP; the rest get 421.
 
+pub use crate::observe::record::LimitReached;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -16,19 +17,6 @@ pub struct SessionLimiter {
 struct LiveSessions {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
-}
-
-/// Why a connection was turned away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LimitReached {
-    #[error("too many sessions; try again later")]
-    Total,
-    #[error("too many sessions from your address; try again later")]
-    PerIp,
-    /// The address is banned for repeated failed logins (`login_guard`): turned away at
-    /// connect, so it cannot hold session slots until its login timeout.
-    #[error("too many failed logins from your address; try again later")]
-    IpBanned,
 }
 
 impl SessionLimiter {

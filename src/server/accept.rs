@@ -1,4 +1,4 @@
-//! Server wiring: the accept loop, session limits, per-connection libunftp servers, shutdown.
+//! The accept loop: session limits, per-connection libunftp servers, shutdown.
 //!
 //! Ferry owns the accept loop (after mini-redis): each accepted connection takes a session
 //! permit or gets 421, gets TCP_NODELAY, and is handed to a libunftp `Server` built for that one
@@ -6,15 +6,17 @@
 //! loop stops accepting, closes idle sessions with 421, lets running transfers finish within the
 //! grace period, then closes what is left.
 
-use crate::admin::{AdminError, AdminServer, Probes};
-use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
-use crate::auth::{FerryAuthenticator, FerryUser, UserDirectory};
+use super::limits::{LimitReached, SessionLimiter};
+use super::login_deadline::serve_with_login_deadline;
+use super::passive::PassiveBinder;
+use super::probe::AdminView;
+use super::session::{ServerState, SessionLink};
+use crate::accounts::auth::{FerryAuthenticator, FerryUser, UserDirectory};
+use crate::accounts::login_guard::LoginGuard;
 use crate::config::Config;
-use crate::limits::{LimitReached, SessionLimiter};
-use crate::login_guard::LoginGuard;
-use crate::login_timeout::serve_with_login_deadline;
-use crate::passive::PassiveBinder;
-use crate::session::{ServerState, SessionLink};
+use crate::observe::admin::{AdminError, AdminServer, Probes};
+use crate::observe::audit::AuditLog;
+use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
 use crate::tls::{Ftps, TlsError};
 use libunftp::ServerBuilder;
@@ -54,7 +56,7 @@ pub enum ServerError {
     #[error("libunftp refused the session configuration: {0}")]
     Session(String),
     #[error(transparent)]
-    Users(#[from] crate::users::UsersError),
+    Users(#[from] crate::accounts::users::UsersError),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(
@@ -153,9 +155,11 @@ where
     ) -> Result<(), ServerError> {
         let probes = Probes {
             metrics: self.shared.audit.metrics().clone(),
-            limiter: self.shared.limiter.clone(),
-            state: self.shared.state.clone(),
-            users,
+            server: Arc::new(AdminView {
+                limiter: self.shared.limiter.clone(),
+                state: self.shared.state.clone(),
+                users,
+            }),
         };
         self.admin = Some(AdminServer::bind(addr, probes, self.shared.logger.clone()).await?);
         Ok(())
@@ -431,7 +435,8 @@ pub async fn start(
     )?;
     // The demo account's password is in the README: serve it on loopback only.
     if !config.bind.ip().is_loopback() {
-        let exposed = directory.users_with_password(crate::users::PUBLISHED_DEMO_PASSWORD);
+        let exposed =
+            directory.users_with_password(crate::accounts::users::PUBLISHED_DEMO_PASSWORD);
         if !exposed.is_empty() {
             return Err(ServerError::DemoPasswordExposed {
                 bind: config.bind,

@@ -1,11 +1,12 @@
 //! Ferry's authenticator: verifies logins against the users file and yields the session's user.
 
-use crate::audit::{AuditLog, AuditRecord, Op, Outcome};
+use crate::accounts::login_guard::{FailureVerdict, LoginGuard};
+use crate::accounts::password::{PasswordVerifier, verify_password};
+use crate::accounts::users::{Permissions, UsersError, UsersFile, validate_home};
 use crate::config::Config;
-use crate::login_guard::{FailureVerdict, LoginGuard};
-use crate::password::{PasswordVerifier, verify_password};
+use crate::observe::audit::AuditLog;
+use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::reload::{FileVersion, ReloadCounters};
-use crate::users::{Permissions, UsersError, UsersFile, validate_home};
 use async_trait::async_trait;
 use std::fmt;
 use std::io;
@@ -18,10 +19,9 @@ use unftp_core::auth::{
     UserDetailError, UserDetailProvider,
 };
 
-/// How often the reloader checks the users file for changes. Polling rather than inotify,
-/// because inotify misses Kubernetes ConfigMap updates (a symlink swap of the parent
-/// directory) and edits made from outside a Docker bind mount; one `stat` a second is free.
-pub const USERS_FILE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the reloader checks the users file for changes (see
+/// [`crate::reload::FILE_POLL_INTERVAL`]).
+pub const USERS_FILE_POLL_INTERVAL: Duration = crate::reload::FILE_POLL_INTERVAL;
 
 /// User names that mean anonymous login when it is enabled. Compared ignoring ASCII case, as
 /// FTP clients send `anonymous`, `Anonymous` or `FTP` (vsftpd accepts all of them too).
@@ -346,7 +346,7 @@ impl FerryAuthenticator {
     /// Decides one login. Every path through here that looks at a password spends exactly
     /// one argon2 verification, so the reply time does not tell a guesser which check failed;
     /// the one exception is a successful login repeated within minutes with the same password
-    /// (`crate::verified_logins`), which only someone who knows the password can trigger.
+    /// (`crate::accounts::verified_logins`), which only someone who knows the password can trigger.
     async fn check_login(
         &self,
         username: &str,

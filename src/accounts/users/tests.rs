@@ -1,7 +1,7 @@
 //! Tests of the users file: parsing, validation and atomic saving.
 
 use super::*;
-use crate::password::{hash_password, verify_password};
+use crate::accounts::password::{hash_password, verify_password};
 
 /// A well-formed argon2id hash (of no known password): validation tests need no real hashing.
 const SOME_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8Q8ybzXz1c4wzuDf2qHbR0mO3qlpGiqqK8ySa1Qd9Ww";

@@ -1,10 +1,10 @@
 //! Tests of logins: passwords, refusals, bans, anonymous access and TLS requirements.
 
 use super::*;
+use crate::accounts::password::hash_password;
+use crate::accounts::users::UserRecord;
 use crate::config::LoginFailurePolicy;
-use crate::logging::LogFormat;
-use crate::password::hash_password;
-use crate::users::UserRecord;
+use crate::observe::logging::LogFormat;
 use std::collections::HashMap;
 use unftp_core::auth::ChannelEncryptionState;
 

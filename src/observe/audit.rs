@@ -1,63 +1,8 @@
 //! Audit trail: one structured log record per client operation (the seed's vocabulary).
 
-use crate::metrics::Metrics;
-use std::net::IpAddr;
+use super::metrics::Metrics;
+use super::record::{AuditRecord, Outcome};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// An operation a client performed, named as in the seed programs (see the README mapping).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Login,
-    Logout,
-    Upload,
-    Download,
-    Ls,
-    Rm,
-    Size,
-    Mkdir,
-    Rmdir,
-    Rename,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Login => "login",
-            Op::Logout => "logout",
-            Op::Upload => "upload",
-            Op::Download => "download",
-            Op::Ls => "ls",
-            Op::Rm => "rm",
-            Op::Size => "size",
-            Op::Mkdir => "mkdir",
-            Op::Rmdir => "rmdir",
-            Op::Rename => "rename",
-        }
-    }
-}
-
-/// How an operation ended, as written in the `result` field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// Refused by policy (permissions, bans, disabled account): the client got a 5xx.
-    Denied(String),
-    /// Tried and failed (missing file, I/O error, aborted transfer).
-    Failed(String),
-}
-
-/// One audit record; `path` is the path as the user sees it (rooted at their home).
-#[derive(Debug, Clone)]
-pub struct AuditRecord<'a> {
-    pub op: Op,
-    pub user: &'a str,
-    pub client_ip: IpAddr,
-    pub path: &'a str,
-    pub bytes: Option<u64>,
-    pub duration: Duration,
-    pub outcome: Outcome,
-}
 
 /// Writes audit records to the structured log, tagged `audit = true` so they can be filtered,
 /// and counts them in the metrics (clones share both).

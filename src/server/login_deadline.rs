@@ -5,7 +5,7 @@
 //! session slot for ever without logging in (slowloris). The watchdog bounds the whole time
 //! from accept to a successful login, whatever the client sends meanwhile.
 
-use crate::session::SessionLink;
+use crate::server::session::SessionLink;
 use std::future::Future;
 use std::time::Duration;
 
@@ -49,7 +49,8 @@ pub async fn serve_with_login_deadline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::ServerState;
+    use crate::server::session::ServerState;
+    use crate::storage::SessionContext;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::sync::Arc;

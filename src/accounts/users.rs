@@ -1,6 +1,6 @@
 //! The users file: accounts, argon2id password hashes, homes, permissions, allowed networks.
 
-use crate::password::{PasswordError, validate_phc};
+use crate::accounts::password::{PasswordError, validate_phc};
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;

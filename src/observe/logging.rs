@@ -1,6 +1,6 @@
 //! Builds the root slog logger: human-readable lines or one JSON object per line, on stderr.
 
-use crate::log_batch::BatchedDrain;
+use crate::observe::log_batch::BatchedDrain;
 use slog::Drain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,6 +1,6 @@
 //! Prometheus metrics: Ferry's counters, fed by the audit log, rendered with libunftp's.
 //!
-//! Every client operation already passes through [`crate::audit::AuditLog::record`], so that is
+//! Every client operation already passes through [`super::audit::AuditLog::record`], so that is
 //! where Ferry counts: no second set of hooks to keep in step with the audit records.
 //!
 //! libunftp registers its counters (`ftp_*`) in the prometheus crate's process-wide default
@@ -8,8 +8,7 @@
 //! in one process (the integration tests) each count their own; `/metrics` renders both in one
 //! page. Labels never carry user names, paths or addresses: their number stays bounded.
 
-use crate::audit::{Op, Outcome};
-use crate::limits::LimitReached;
+use super::record::{LimitReached, Op, Outcome};
 use prometheus::core::Collector;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 

@@ -1,6 +1,6 @@
 //! Password hashing and verification (argon2id), bounded and off the async runtime.
 
-use crate::verified_logins::VerifiedLogins;
+use crate::accounts::verified_logins::VerifiedLogins;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -180,9 +180,9 @@ impl PasswordVerifier {
     }
 
     /// Like [`PasswordVerifier::verify`], but a pair verified within the last
-    /// [`crate::verified_logins::VERIFIED_LOGIN_TTL`] under users-file `generation` is
+    /// [`crate::accounts::verified_logins::VERIFIED_LOGIN_TTL`] under users-file `generation` is
     /// accepted without hashing, and a success is remembered. Only for logins that succeed
-    /// when the password is right (see `crate::verified_logins` on why that matters).
+    /// when the password is right (see `crate::accounts::verified_logins` on why that matters).
     pub async fn verify_or_recall(&self, phc: &str, candidate: &str, generation: u64) -> bool {
         self.hash_and_compare(phc, candidate, Some(generation))
             .await

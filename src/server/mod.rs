@@ -1,0 +1,18 @@
+//! The server: the accept loop, one libunftp server per connection, session limits, the
+//! passive-port binder, the pre-login deadline, and graceful shutdown.
+//!
+//! This is the top of the dependency graph: it wires `accounts` (the authenticator), `storage`
+//! (the backend, given each session's [`session::SessionLink`] through the
+//! [`crate::storage::SessionContext`] trait), `tls`, `observe` and `config` together. Nothing
+//! below it imports it; what the lower subsystems need of a session or of the running server
+//! they declare as a trait (`storage::SessionContext`, `observe::admin::ServerProbe`) and the
+//! server implements.
+
+mod accept;
+pub mod limits;
+pub mod login_deadline;
+pub mod passive;
+mod probe;
+pub mod session;
+
+pub use accept::{FerryServer, ServerError, raise_open_file_limit, run, start};

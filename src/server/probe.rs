@@ -1,0 +1,30 @@
+//! What the admin listener (`observe::admin`) sees of the running server.
+
+use super::limits::SessionLimiter;
+use super::session::ServerState;
+use crate::accounts::auth::UserDirectory;
+use crate::observe::admin::ServerProbe;
+use std::sync::Arc;
+
+/// The server's live state, lent to `/metrics` and `/ready`.
+#[derive(Debug)]
+pub(super) struct AdminView {
+    pub limiter: Arc<SessionLimiter>,
+    pub state: Arc<ServerState>,
+    /// The loaded users; their root is the directory that must be writable.
+    pub users: Arc<UserDirectory>,
+}
+
+impl ServerProbe for AdminView {
+    fn live_sessions(&self) -> usize {
+        self.limiter.live_sessions()
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.state.is_shutting_down()
+    }
+
+    fn check_storage(&self) -> Result<(), String> {
+        crate::storage::check_root_writable(self.users.root())
+    }
+}
