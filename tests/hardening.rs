@@ -5,13 +5,11 @@ mod common;
 mod support;
 
 use common::{PASSWORD, RawSession, TestServer, default_users, read_all};
-use socket2::SockRef;
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 use support::process::{FerryProcess, json_field, prepared_dir};
+use support::sockets::{Held, sockets_on};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// The vendored libunftp's `line-limit` patch: longest command line, line break included.
@@ -127,45 +125,6 @@ async fn a_logged_in_session_outlives_the_login_timeout() {
     raw.expect("NOOP", 200).await;
 }
 
-/// Listening sockets of this process (the in-process server) on a port in `ports`, other
-/// than `control`. Reads this process's descriptors rather than the machine-wide socket table
-/// (/proc/net/tcp), which thousands of TIME_WAIT entries from other tests make slow to read.
-/// A socket held through two descriptors (libunftp's and the binder's) counts once.
-fn listening_ports_in(ports: &RangeInclusive<u16>, control: u16) -> usize {
-    let mut sockets = HashSet::new();
-    let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    for descriptor in descriptors.flatten() {
-        let Ok(target) = std::fs::read_link(descriptor.path()) else {
-            continue; // closed meanwhile
-        };
-        let is_socket = target.to_string_lossy().starts_with("socket:");
-        let Some(fd) = descriptor.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if !is_socket {
-            continue;
-        }
-        // SAFETY: only borrowed for the two queries below; if the descriptor was closed and
-        // reused meanwhile, the queries fail or describe the new socket, which is harmless.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = SockRef::from(&fd);
-        let port = socket
-            .local_addr()
-            .ok()
-            .and_then(|address| address.as_socket())
-            .map(|address| address.port());
-        let listening = socket.is_listener().unwrap_or(false);
-        if let Some(port) = port.filter(|port| ports.contains(port) && *port != control)
-            && listening
-        {
-            sockets.insert((target, port));
-        }
-    }
-    sockets.len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pasv_in_a_loop_holds_one_port_and_leaves_the_range_to_others() {
     // A range of its own, outside the harness's, small enough that leaking ports shows at once.
@@ -183,7 +142,7 @@ async fn pasv_in_a_loop_holds_one_port_and_leaves_the_range_to_others() {
             ("EPSV", 229)
         };
         abuser.expect(command, code).await;
-        let listening = listening_ports_in(&PORTS, server.addr.port());
+        let listening = sockets_on(&PORTS, server.addr.port(), Held::Listening);
         assert!(
             listening <= 1,
             "round {round}: {listening} passive ports listening"

@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod sockets;
 pub mod transfers;

@@ -112,7 +112,15 @@ where
         let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
         // TODO: Use configured timeout
         tokio::select! {
-            Some(command) = data_cmd_rx.recv() => {
+            // FERRY PATCH (data-channel-released): the senders of both channels are dropped when
+            // the next PASV/EPSV/PORT replaces this data connection, or when the session ends
+            // (see `control_loop`). Upstream's `Some(..)` patterns then disabled both branches,
+            // and an unused data connection stayed open for the whole 5-minute timeout.
+            command = data_cmd_rx.recv() => match command {
+            None => {
+                slog::debug!(self.logger, "Data connection released unused: superseded, or the session ended");
+            }
+            Some(command) => {
                 // FERRY PATCH (abort-cancels-transfer): read the restart offset and release the
                 // session lock before the transfer runs, so that ABOR (and every other command
                 // that locks the session) is answered while data flows; then race the transfer
@@ -131,8 +139,9 @@ where
                         session_arc.lock().await.start_pos = 0;
                     }
                 }
-            },
-            Some(_) = data_abort_rx.recv() => {
+            }},
+            // FERRY PATCH (data-channel-released): see above; a dropped sender ends it too.
+            _ = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
             },
             _ = &mut timeout_delay => {

@@ -186,7 +186,10 @@ where
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;
     reply_sink.flush().await?;
 
+    // FERRY PATCH (data-channel-released): whatever way the loop below ends.
+    let release_data_channel = ReleaseDataChannelOnExit(shared_session.clone());
     let jh = tokio::spawn(async move {
+        let _release_data_channel = release_data_channel;
         // The control channel event loop
         slog::info!(logger, "Starting control loop");
         // FERRY PATCH (auth-tls-race): set between the 234 reply to AUTH TLS and the upgrade.
@@ -524,6 +527,41 @@ where
         match event {
             Event::Command(cmd) => self.handle_command(cmd).await,
             Event::InternalMsg(msg) => self.handle_internal_msg(msg).await,
+        }
+    }
+}
+
+// FERRY PATCH (data-channel-released): when the control loop ends (QUIT, timeout, disconnect,
+// shutdown), release what the session opened for data. Upstream left it to the data task,
+// which holds the session (and so the channel senders it waits on) itself: an unused data
+// connection stayed open for 5 minutes, a pending passive listener (kept in the session's
+// binder) for its whole accept wait, and a stalled transfer outlived its session. Dropping
+// the binder stops a pending listener; dropping the command sender ends an idle data task;
+// an abort ends a running transfer (an upload is then discarded, as on ABOR).
+struct ReleaseDataChannelOnExit<Storage, User>(SharedSession<Storage, User>)
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static;
+
+impl<Storage, User> Drop for ReleaseDataChannelOnExit<Storage, User>
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    fn drop(&mut self) {
+        let session = self.0.clone();
+        let release = async move {
+            let mut session = session.lock().await;
+            session.binder = None;
+            session.data_cmd_tx = None;
+            if let Some(abort) = session.data_abort_tx.take() {
+                let _ = abort.try_send(());
+            }
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(release);
         }
     }
 }
