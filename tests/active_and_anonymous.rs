@@ -1,5 +1,5 @@
-//! Active mode (PORT) is off by default and, when on, connects only back to the client;
-//! anonymous login is off by default and, when on, is read-only and confined.
+//! Active mode (PORT) is on by default (off with `active_mode = false`) and connects only back
+//! to the client; anonymous login is off by default and, when on, is read-only and confined.
 
 mod common;
 
@@ -23,7 +23,7 @@ fn port_argument(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test]
 async fn port_is_refused_when_active_mode_is_off() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.active_mode = false, &common::default_users()).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut raw = server.raw_login("alice").await;
     raw.send(port_argument(listener.local_addr().unwrap()))
@@ -34,8 +34,9 @@ async fn port_is_refused_when_active_mode_is_off() {
 }
 
 #[tokio::test]
-async fn port_to_the_clients_own_address_transfers_data() {
-    let server = TestServer::start_with(|c| c.active_mode = true, &common::default_users()).await;
+async fn port_to_the_clients_own_address_transfers_data_by_default() {
+    // Default settings: active mode is on, as in the C servers.
+    let server = TestServer::start().await;
     std::fs::create_dir_all(server.home("alice")).unwrap();
     std::fs::write(server.home("alice").join("active.txt"), b"sent actively").unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -241,7 +241,7 @@ async fn readme_quick_start_self_signed_certificate_and_example_config_serve_ftp
         "--bind",
         "127.0.0.1:0",
         "--passive-ports",
-        "45000-45999",
+        "25000-25999",
         "--log-format",
         "json",
     ]);

@@ -128,7 +128,7 @@ async fn a_logged_in_session_outlives_the_login_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pasv_in_a_loop_holds_one_port_and_leaves_the_range_to_others() {
     // A range of its own, outside the harness's, small enough that leaking ports shows at once.
-    const PORTS: RangeInclusive<u16> = 45500..=45507;
+    const PORTS: RangeInclusive<u16> = 31500..=31507;
     let server = TestServer::start_with(|c| c.passive_ports = PORTS, &default_users()).await;
     std::fs::create_dir_all(server.home("reader")).unwrap();
     std::fs::write(server.home("reader").join("doc.txt"), b"still served").unwrap();

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     /// The users file [default: config/users.toml]
     #[arg(long, value_name = "FILE")]
     pub users: Option<String>,
-    /// Passive data ports [default: 49152-65535]
+    /// Passive data ports [default: 61000-65535, above Linux's ephemeral ports]
     #[arg(long, value_name = "LO-HI")]
     pub passive_ports: Option<String>,
     /// IPv4 address or DNS name announced in PASV replies, for NAT or Docker [default: the

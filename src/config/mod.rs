@@ -35,8 +35,11 @@ const DEFAULT_USERS_FILE: &str = "config/users.toml";
 /// defaults, environment and flags alone (containers).
 const DEFAULT_CONFIG_FILE: &str = "config/ferry.toml";
 const CONFIG_FILE_ENV_VAR: &str = "FERRY_CONFIG";
-/// IANA's dynamic/private range (RFC 6335): no registered service listens there.
-const DEFAULT_PASSIVE_PORTS: RangeInclusive<u16> = 49152..=65535;
+/// Above Linux's ephemeral range (`net.ipv4.ip_local_port_range`, 32768-60999 by default), so
+/// that an outgoing connection (to S3, a database, a webhook) never holds a passive port a
+/// client was told to connect to; and inside IANA's dynamic range (RFC 6335, 49152-65535), where
+/// no registered service listens. 4,536 ports: more than `max_sessions` sessions need at once.
+const DEFAULT_PASSIVE_PORTS: RangeInclusive<u16> = 61000..=65535;
 const DEFAULT_GREETING: &str = "Ferry FTP server ready";
 /// ProFTPD's `TimeoutIdle` default.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -100,7 +103,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `log_level`: error, warn, info, debug, trace.
     pub log_level: slog::Level,
-    /// Allow active mode (PORT), restricted to the client's own address (`active_mode`).
+    /// Allow active mode (PORT, EPRT), restricted to the client's own address and ports from
+    /// 1024 (`active_mode`). On by default, as in vsftpd, ProFTPD and Pure-FTPd: Windows'
+    /// `ftp.exe` and many embedded devices (scanners, cameras, PLCs) speak only PORT.
     pub active_mode: bool,
     /// Allow anonymous, read-only login (`anonymous`).
     pub anonymous: bool,
@@ -140,7 +145,7 @@ impl Default for Config {
             }),
             log_format: LogFormat::Human,
             log_level: slog::Level::Info,
-            active_mode: false,
+            active_mode: true,
             anonymous: false,
             anonymous_home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -104,7 +104,7 @@ fn defaults_are_the_documented_values() {
     assert_eq!(config.bind, "127.0.0.1:2121".parse().expect("address"));
     assert_eq!(config.root, Path::new("./data"));
     assert_eq!(config.users_file, Path::new("config/users.toml"));
-    assert_eq!(config.passive_ports, 49152..=65535);
+    assert_eq!(config.passive_ports, 61000..=65535);
     assert_eq!(config.passive_host, None);
     assert_eq!(config.greeting, "Ferry FTP server ready");
     assert_eq!(config.idle_timeout, Duration::from_secs(600));
@@ -119,7 +119,7 @@ fn defaults_are_the_documented_values() {
     );
     assert_eq!(config.log_format, LogFormat::Human);
     assert_eq!(config.log_level, slog::Level::Info);
-    assert!(!config.active_mode);
+    assert!(config.active_mode);
     assert!(!config.anonymous);
     assert_eq!(config.anonymous_home, Path::new("anonymous"));
     assert_eq!(config.shutdown_grace, Duration::from_secs(30));
@@ -880,7 +880,7 @@ fn shipped_config_file_loads_and_lists_every_key() {
         )
         .expect("config/ferry.toml loads");
     assert_eq!(config.bind, "127.0.0.1:2121".parse().expect("address"));
-    assert_eq!(config.passive_ports, 50000..=50099);
+    assert_eq!(config.passive_ports, 30000..=30099);
     let text = fs::read_to_string(&shipped).expect("read config/ferry.toml");
     for key in Key::ALL {
         let listed = text.lines().any(|line| {
