@@ -2,6 +2,7 @@
 //! says the process is up, `/ready` says whether it can serve, `ferry health` probes them.
 
 mod common;
+mod support;
 
 use common::{PASSWORD, TestServer, default_users, download, pattern};
 use ferry::observe::health_check::{self, ProbeError, Response};
@@ -211,4 +212,52 @@ async fn admin_listener_is_off_unless_configured() {
     // And the FTP side is unaffected.
     let mut ftp = server.connect().await;
     ftp.login("alice", PASSWORD).await.expect("login");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_are_capped_and_silent_ones_are_closed() {
+    use ferry::observe::admin_listener::{MAX_ADMIN_CONNECTIONS, READ_IDLE_TIMEOUT};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start_with_admin().await;
+    let admin = server.admin_addr.expect("admin listener is on");
+    // Twice the cap, each sending half a request header and then nothing.
+    let mut stalled = Vec::new();
+    for _ in 0..2 * MAX_ADMIN_CONNECTIONS {
+        let mut connection = tokio::net::TcpStream::connect(admin).await.unwrap();
+        connection
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: ferry\r\n")
+            .await
+            .unwrap();
+        stalled.push(connection);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = support::sockets::sockets_on(
+        &(admin.port()..=admin.port()),
+        0,
+        support::sockets::Held::Any,
+    );
+    // The listening socket plus at most the cap of accepted connections.
+    assert!(
+        held <= MAX_ADMIN_CONNECTIONS + 1,
+        "{held} admin sockets held for {} half-sent requests",
+        stalled.len()
+    );
+    // Every stalled connection is closed by the server: the first ones after the idle
+    // timeout, the queued ones one timeout later once they get a slot.
+    let deadline = Instant::now() + 2 * READ_IDLE_TIMEOUT + Duration::from_secs(5);
+    for connection in &mut stalled {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut byte = [0u8; 512];
+        let closed = loop {
+            match tokio::time::timeout(left, connection.read(&mut byte)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) => continue, // an error response before the close
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "a silent admin connection was kept open");
+    }
+    drop(stalled);
+    assert_eq!(admin_get(&server, "/health").await.status, 200);
 }

@@ -7,6 +7,7 @@
 //! it shows names a user, a path or a client address, but keep it on loopback or a private
 //! network all the same.
 
+use super::admin_listener::BoundedListener;
 use super::metrics::{self, Metrics};
 use axum::Json;
 use axum::Router;
@@ -103,9 +104,10 @@ impl AdminServer {
         let task = tokio::spawn(async move {
             let addr = listener.local_addr().map(|a| a.to_string());
             slog::info!(logger, "admin listening"; "bind" => addr.unwrap_or_default());
-            let serving = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
+            let serving = axum::serve(BoundedListener::new(listener), router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
             if let Err(error) = serving.await {
                 slog::error!(logger, "admin listener failed"; "error" => %error);
             }

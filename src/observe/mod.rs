@@ -9,6 +9,7 @@
 //! [`metrics`].
 
 pub mod admin;
+pub mod admin_listener;
 pub mod audit;
 pub mod health_check;
 pub mod log_batch;
