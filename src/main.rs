@@ -66,6 +66,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(ferry::server::blocking_threads(&config))
         .build()
     {
         Ok(runtime) => runtime,

@@ -103,4 +103,10 @@ pub struct ServeArgs {
     /// Seconds a connection may take to log in before it is closed with 421 [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub login_timeout: Option<String>,
+    /// Seconds a transfer may move no byte before it ends with 426 [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub data_timeout: Option<String>,
+    /// Transfers running at once in the whole server; the next one gets 450 [default: 512]
+    #[arg(long, value_name = "N")]
+    pub max_transfers: Option<String>,
 }

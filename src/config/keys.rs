@@ -34,10 +34,12 @@ pub(super) enum Key {
     TlsClientAuth,
     TlsClientCaFile,
     LoginTimeout,
+    DataTimeout,
+    MaxTransfers,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 28] = [
+    pub(super) const ALL: [Key; 30] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -66,6 +68,8 @@ impl Key {
         Key::TlsClientAuth,
         Key::TlsClientCaFile,
         Key::LoginTimeout,
+        Key::DataTimeout,
+        Key::MaxTransfers,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -98,6 +102,8 @@ impl Key {
             Key::TlsClientAuth => "tls_client_auth",
             Key::TlsClientCaFile => "tls_client_ca",
             Key::LoginTimeout => "login_timeout",
+            Key::DataTimeout => "data_timeout",
+            Key::MaxTransfers => "max_transfers",
         }
     }
 
@@ -151,5 +157,7 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::TlsClientAuth, args.tls_client_auth.as_deref()),
         (Key::TlsClientCaFile, args.tls_client_ca.as_deref()),
         (Key::LoginTimeout, args.login_timeout.as_deref()),
+        (Key::DataTimeout, args.data_timeout.as_deref()),
+        (Key::MaxTransfers, args.max_transfers.as_deref()),
     ]
 }

@@ -59,6 +59,13 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// leaves room for a person typing at an interactive `ftp` prompt while bounding how long a
 /// connection that never logs in holds a session slot (ProFTPD's `TimeoutLogin` is 300 s).
 const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// vsftpd's `data_connection_timeout`: long enough for a client busy elsewhere, short enough that
+/// a stalled transfer gives back its port, thread and descriptors.
+const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(300);
+/// Each running transfer holds one blocking thread; the runtime gets this many plus a reserve
+/// (`server::BLOCKING_THREADS_RESERVE`) so listings and file operations always have threads.
+/// 512 is tokio's own default for the whole blocking pool.
+const DEFAULT_MAX_TRANSFERS: usize = 512;
 
 /// Password hashing is CPU-bound and each argon2id hash holds its memory cost while it runs:
 /// two per CPU keeps every core busy without letting a login flood queue unbounded work.
@@ -123,6 +130,11 @@ pub struct Config {
     /// How long a connection may take to log in before it is closed with 421 (`login_timeout`,
     /// seconds); separate from `idle_timeout`, which applies once logged in.
     pub login_timeout: Duration,
+    /// How long a running transfer may move no byte before it ends with 426 (`data_timeout`,
+    /// seconds).
+    pub data_timeout: Duration,
+    /// Transfers running at once in the whole server (`max_transfers`); the next one gets 450.
+    pub max_transfers: usize,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -153,6 +165,8 @@ impl Default for Config {
             admin_bind: None,
             tls: TlsSettings::default(),
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            data_timeout: DEFAULT_DATA_TIMEOUT,
+            max_transfers: DEFAULT_MAX_TRANSFERS,
             source_file: None,
         }
     }
@@ -377,6 +391,8 @@ impl Settings {
             Key::TlsClientAuth => config.tls.client_auth = text(value)?.parse()?,
             Key::TlsClientCaFile => config.tls.client_ca_file = Some(parse_path(text(value)?)?),
             Key::LoginTimeout => config.login_timeout = seconds(value, 1)?,
+            Key::DataTimeout => config.data_timeout = seconds(value, 1)?,
+            Key::MaxTransfers => config.max_transfers = count(value, 1)?,
         }
         Ok(())
     }

@@ -126,6 +126,8 @@ fn defaults_are_the_documented_values() {
     assert!(config.max_concurrent_logins >= 2);
     assert_eq!(config.admin_bind, None);
     assert_eq!(config.login_timeout, Duration::from_secs(30));
+    assert_eq!(config.data_timeout, Duration::from_secs(300));
+    assert_eq!(config.max_transfers, 512);
     assert_eq!(config.source_file, None);
 }
 
@@ -175,7 +177,9 @@ fn file_overrides_defaults() {
          shutdown_grace = 0\n\
          max_concurrent_logins = 3\n\
          admin_bind = \"127.0.0.1:9090\"\n\
-         login_timeout = 12\n",
+         login_timeout = 12\n\
+         data_timeout = 45\n\
+         max_transfers = 64\n",
     );
     let config = fixture.load_file(&file).expect("loads");
     assert_eq!(
@@ -204,6 +208,8 @@ fn file_overrides_defaults() {
             admin_bind: Some("127.0.0.1:9090".parse().expect("address")),
             tls: TlsSettings::default(),
             login_timeout: Duration::from_secs(12),
+            data_timeout: Duration::from_secs(45),
+            max_transfers: 64,
             source_file: Some(file),
         }
     );

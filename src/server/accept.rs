@@ -33,6 +33,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use unftp_core::auth::{Authenticator, UserDetailProvider};
 
+/// Blocking threads kept for everything but transfers (listings, metadata, renames, the
+/// users-file reload): however many transfers run, these stay free, so a flood of stalled
+/// transfers cannot starve listings and file operations.
+pub const BLOCKING_THREADS_RESERVE: usize = 128;
+
+/// The size of the runtime's blocking pool for `config`: one thread per allowed transfer, plus
+/// the reserve.
+pub fn blocking_threads(config: &Config) -> usize {
+    config
+        .max_transfers
+        .saturating_add(BLOCKING_THREADS_RESERVE)
+}
+
 /// Pending connections the kernel queues for the accept loop (vsftpd and nginx use 511+).
 const LISTEN_BACKLOG: i32 = 1024;
 
@@ -131,7 +144,7 @@ where
             limiter: SessionLimiter::new(config.max_sessions, config.max_sessions_per_ip),
             greeting: Box::leak(config.greeting.clone().into_boxed_str()),
             audit,
-            state: Arc::new(ServerState::default()),
+            state: Arc::new(ServerState::new(config.max_transfers)),
             sessions: Mutex::new(HashMap::new()),
             next_session_id: AtomicU64::new(0),
             ftps,
@@ -317,8 +330,14 @@ where
     let config = &shared.config;
     let audit = shared.audit.clone();
     let storage_link = link.clone();
-    let storage =
-        Box::new(move || FerryStorage::new(LocalStore::new(), storage_link.clone(), audit.clone()));
+    let data_timeout = config.data_timeout;
+    let storage = Box::new(move || {
+        FerryStorage::new(
+            LocalStore::new(data_timeout),
+            storage_link.clone(),
+            audit.clone(),
+        )
+    });
     let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> =
         shared.authenticator.clone();
     let mode = if config.active_mode {

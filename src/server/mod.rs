@@ -15,4 +15,7 @@ pub mod passive;
 mod probe;
 pub mod session;
 
-pub use accept::{FerryServer, ServerError, raise_open_file_limit, run, start};
+pub use accept::{
+    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, blocking_threads, raise_open_file_limit,
+    run, start,
+};

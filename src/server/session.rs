@@ -16,17 +16,34 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Server-wide state shared by every session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerState {
     /// Set once shutdown begins: no new transfers start.
     shutting_down: AtomicBool,
     /// Transfers running in all sessions.
     transfers: AtomicUsize,
+    /// Most transfers at once (`max_transfers`): each holds a blocking thread.
+    max_transfers: usize,
     /// Woken whenever a transfer or a session ends, so shutdown can re-check without polling.
     activity: Notify,
 }
 
+impl Default for ServerState {
+    fn default() -> Self {
+        ServerState::new(usize::MAX)
+    }
+}
+
 impl ServerState {
+    pub fn new(max_transfers: usize) -> Self {
+        ServerState {
+            shutting_down: AtomicBool::new(false),
+            transfers: AtomicUsize::new(0),
+            max_transfers,
+            activity: Notify::new(),
+        }
+    }
+
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
@@ -165,9 +182,15 @@ impl SessionContext for SessionLink {
         if self.server.is_shutting_down() {
             return Err(StoreError::ShuttingDown);
         }
+        let max = self.server.max_transfers;
+        self.server
+            .transfers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |running| {
+                (running < max).then_some(running + 1)
+            })
+            .map_err(|_| StoreError::TooManyTransfers)?;
         self.transfers.fetch_add(1, Ordering::SeqCst);
         self.ever_transferred.store(true, Ordering::SeqCst);
-        self.server.transfers.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(RunningTransfer { link: self }))
     }
 

@@ -16,7 +16,8 @@ pub trait SessionContext: Debug + Send + Sync + 'static {
     /// Records who logged in, once the session's storage is entered.
     fn set_user(&self, name: &str);
     /// Counts a transfer as running until the guard drops; refused with
-    /// [`StoreError::ShuttingDown`] once shutdown has begun.
+    /// [`StoreError::ShuttingDown`] once shutdown has begun, and with
+    /// [`StoreError::TooManyTransfers`] while the server runs as many as it allows.
     fn begin_transfer(self: Arc<Self>) -> Result<TransferGuard, StoreError>;
     /// True when the client has closed or reset the control connection: an upload whose data
     /// connection closes cleanly after that is not committed.

@@ -15,8 +15,10 @@ pub fn to_ftp_error(error: StoreError) -> Error {
         StoreError::NoSpace => ErrorKind::InsufficientStorageSpaceError,           // 452
         StoreError::BadName(_) => ErrorKind::FileNameNotAllowedError,              // 553
         StoreError::Interrupted(_) => ErrorKind::ConnectionClosed,                 // 426
-        StoreError::ShuttingDown => ErrorKind::TransientFileNotAvailable,          // 450
-        StoreError::Io(_) => ErrorKind::LocalError,                                // 451
+        StoreError::ShuttingDown | StoreError::TooManyTransfers => {
+            ErrorKind::TransientFileNotAvailable // 450
+        }
+        StoreError::Io(_) => ErrorKind::LocalError, // 451
     };
     Error::new(kind, error)
 }

@@ -18,17 +18,23 @@ use std::os::unix::fs::MetadataExt as StdMetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A session's filesystem store. Holds no home until the user has logged in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocalStore {
     home: Option<Arc<Dir>>,
+    /// How long a transfer may move no byte before it ends (`data_timeout`).
+    data_timeout: Duration,
 }
 
 impl LocalStore {
-    pub fn new() -> Self {
-        LocalStore::default()
+    pub fn new(data_timeout: Duration) -> Self {
+        LocalStore {
+            home: None,
+            data_timeout,
+        }
     }
 
     fn home(&self) -> Result<Arc<Dir>, StoreError> {
@@ -98,9 +104,7 @@ impl Store for LocalStore {
         let home = self.home()?;
         let already_open = match cached::small_file(&home, path.relative(), offset) {
             CachedRead::Content(content) => {
-                out.write_all(&content).await?;
-                out.flush().await?;
-                return Ok(content.len() as u64);
+                return Ok(transfer::send_bytes(&content, out, self.data_timeout).await?);
             }
             CachedRead::Open(file) => Some(file),
             CachedRead::Unanswered => None,
@@ -120,7 +124,7 @@ impl Store for LocalStore {
             }
             Ok(file.into_std())
         };
-        transfer::send_file(open, offset, out).await
+        transfer::send_file(open, offset, out, self.data_timeout).await
     }
 
     async fn write_atomically<R>(
@@ -149,7 +153,7 @@ impl Store for LocalStore {
             gate.may_commit()?;
             temp.commit()
         };
-        transfer::receive_into_file(input, 0, open, finish).await
+        transfer::receive_into_file(input, 0, open, finish, self.data_timeout).await
     }
 
     async fn write_in_place<R>(
@@ -175,7 +179,7 @@ impl Store for LocalStore {
             }
             Ok((file.into_std(), ()))
         };
-        transfer::receive_into_file(input, offset, open, |()| Ok(())).await
+        transfer::receive_into_file(input, offset, open, |()| Ok(()), self.data_timeout).await
     }
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {

@@ -55,6 +55,8 @@ pub enum StoreError {
     Interrupted(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("too many transfers in progress; try again later")]
+    TooManyTransfers,
     #[error("not logged in")]
     NoHome,
     #[error("I/O error: {0}")]
@@ -82,7 +84,9 @@ impl From<io::Error> for StoreError {
                 Kind::ConnectionReset
                 | Kind::ConnectionAborted
                 | Kind::BrokenPipe
-                | Kind::UnexpectedEof,
+                | Kind::UnexpectedEof
+                // The data connection moved nothing for `data_timeout`.
+                | Kind::TimedOut,
                 _,
             ) => StoreError::Interrupted(error.to_string()),
             _ => StoreError::Io(error),

@@ -8,12 +8,15 @@
 //! Either way, dropping the transfer's future (ABOR, a closed session) stops it.
 
 mod buffered;
+mod idle;
 mod zero_copy;
 
+use idle::IdleStream;
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Sends a file to the client from byte `offset` to its end; returns the bytes sent.
@@ -21,11 +24,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// `open` runs on the thread that then sends the file, so from open to last byte a download
 /// is one blocking-pool task. `out` is the data connection as libunftp hands it over; when it
 /// is a plaintext socket, libunftp also lends its descriptor and the file goes out with
-/// sendfile(2) instead.
+/// sendfile(2) instead. A client that takes no byte for `data_timeout` ends the transfer
+/// with `TimedOut`.
 pub async fn send_file<W, E>(
     open: impl FnOnce() -> Result<File, E> + Send + 'static,
     offset: u64,
     out: &mut W,
+    data_timeout: Duration,
 ) -> Result<u64, E>
 where
     W: AsyncWrite + Unpin + ?Sized,
@@ -35,15 +40,34 @@ where
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let file = open()?;
-                Ok(zero_copy::send_file(&socket, &file, offset, cancelled)?)
+                Ok(zero_copy::send_file(
+                    &socket,
+                    &file,
+                    offset,
+                    cancelled,
+                    data_timeout,
+                )?)
             })
             .await
         }
         None => {
             let file = run_cancellable(move |_| open()).await?;
-            Ok(buffered::send_file(file, offset, out).await?)
+            let mut out = IdleStream::new(out, data_timeout);
+            Ok(buffered::send_file(file, offset, &mut out).await?)
         }
     }
+}
+
+/// Sends `content` (a small file already read) to the client; returns its length.
+pub async fn send_bytes<W>(content: &[u8], out: &mut W, data_timeout: Duration) -> io::Result<u64>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut out = IdleStream::new(out, data_timeout);
+    out.write_all(content).await?;
+    out.flush().await?;
+    Ok(content.len() as u64)
 }
 
 /// Receives the client's upload until end of stream into a file; returns the bytes received.
@@ -53,11 +77,13 @@ where
 /// (an atomic upload renames its temporary file there). If the transfer fails or is
 /// abandoned, `finish` does not run and what `open` gave is dropped. On a plaintext data
 /// socket the three steps run on one blocking-pool thread and the bytes move with splice(2).
+/// A client that sends no byte for `data_timeout` ends the transfer with `TimedOut`.
 pub async fn receive_into_file<R, E, T>(
     input: &mut R,
     offset: u64,
     open: impl FnOnce() -> Result<(File, T), E> + Send + 'static,
     finish: impl FnOnce(T) -> Result<(), E> + Send + 'static,
+    data_timeout: Duration,
 ) -> Result<u64, E>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -68,7 +94,8 @@ where
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let (file, opened) = open()?;
-                let received = zero_copy::receive_into_file(&socket, &file, offset, cancelled)?;
+                let received =
+                    zero_copy::receive_into_file(&socket, &file, offset, cancelled, data_timeout)?;
                 drop(file);
                 finish(opened)?;
                 Ok(received)
@@ -77,7 +104,8 @@ where
         }
         None => {
             let (file, opened) = run_cancellable(move |_| open()).await?;
-            let received = buffered::receive_into_file(input, file, offset).await?;
+            let mut input = IdleStream::new(input, data_timeout);
+            let received = buffered::receive_into_file(&mut input, file, offset).await?;
             run_cancellable(move |_| finish(opened)).await?;
             Ok(received)
         }

@@ -11,6 +11,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::idle::IdleClock;
 
 /// Longest wait for the socket before a transfer checks whether it was abandoned (ABOR, a
 /// dropped session): an abandoned transfer's thread and socket linger at most this long.
@@ -49,7 +52,9 @@ pub fn send_file(
     file: &File,
     offset: u64,
     cancelled: &AtomicBool,
+    data_timeout: Duration,
 ) -> io::Result<u64> {
+    let mut clock = IdleClock::start(data_timeout);
     let start = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
     let mut position = start;
@@ -69,8 +74,11 @@ pub fn send_file(
         };
         match sent {
             0 => return Ok((position - start) as u64), // end of file
-            sent if sent > 0 => {}
-            _ => wait_if_would_block(socket.as_fd(), libc::POLLOUT, io::Error::last_os_error())?,
+            sent if sent > 0 => clock.progressed(),
+            _ => {
+                wait_if_would_block(socket.as_fd(), libc::POLLOUT, io::Error::last_os_error())?;
+                clock.check()?;
+            }
         }
     }
 }
@@ -83,7 +91,9 @@ pub fn receive_into_file(
     file: &File,
     offset: u64,
     cancelled: &AtomicBool,
+    data_timeout: Duration,
 ) -> io::Result<u64> {
+    let mut clock = IdleClock::start(data_timeout);
     let (pipe_out, pipe_in) = pipe()?;
     let mut position = offset;
     let mut splice_into_file = true;
@@ -118,8 +128,12 @@ pub fn receive_into_file(
                     copy_pipe_into_file(&pipe_out, file, position, moved)?;
                 }
                 position += moved as u64;
+                clock.progressed();
             }
-            _ => wait_if_would_block(socket.as_fd(), libc::POLLIN, io::Error::last_os_error())?,
+            _ => {
+                wait_if_would_block(socket.as_fd(), libc::POLLIN, io::Error::last_os_error())?;
+                clock.check()?;
+            }
         }
     }
 }
@@ -204,6 +218,8 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
 
@@ -231,7 +247,8 @@ mod tests {
             client.read_to_end(&mut received).expect("read");
             received
         });
-        let sent = send_file(&server, &file, 1000, &AtomicBool::new(false)).expect("send");
+        let sent =
+            send_file(&server, &file, 1000, &AtomicBool::new(false), TEST_TIMEOUT).expect("send");
         drop(server);
         assert_eq!(sent as usize, data.len() - 1000);
         assert_eq!(reader.join().expect("reader"), &data[1000..]);
@@ -244,8 +261,8 @@ mod tests {
         let (server, mut client) = socket_pair();
         let sent = data.clone();
         let writer = std::thread::spawn(move || client.write_all(&sent).expect("write"));
-        let received =
-            receive_into_file(&server, &file, 2, &AtomicBool::new(false)).expect("receive");
+        let received = receive_into_file(&server, &file, 2, &AtomicBool::new(false), TEST_TIMEOUT)
+            .expect("receive");
         writer.join().expect("writer");
         assert_eq!(received as usize, data.len());
         let mut written = Vec::new();
@@ -264,7 +281,7 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(150));
                 cancelled.store(true, Ordering::Relaxed);
             });
-            receive_into_file(&server, &file, 0, &cancelled).expect_err("cancelled")
+            receive_into_file(&server, &file, 0, &cancelled, TEST_TIMEOUT).expect_err("cancelled")
         });
         assert_eq!(error.kind(), io::ErrorKind::Interrupted);
     }

@@ -71,6 +71,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The admin HTTP listener, when the test set `admin_bind`.
     pub admin_addr: Option<SocketAddr>,
+    /// The passive ports the server was configured with.
+    pub passive_ports: std::ops::RangeInclusive<u16>,
     /// The server's users, to await reloads.
     pub users: Arc<UserDirectory>,
     /// The server's TLS config, to await certificate reloads; None when TLS is off.
@@ -114,6 +116,7 @@ impl TestServer {
         config.passive_ports = 20000..=24999;
         config.shutdown_grace = Duration::from_secs(10);
         configure(&mut config);
+        let passive_ports = config.passive_ports.clone();
         let server = ferry::server::start(config, logger)
             .await
             .expect("server starts");
@@ -128,6 +131,7 @@ impl TestServer {
         TestServer {
             addr,
             admin_addr,
+            passive_ports,
             users,
             ftps,
             root,
@@ -288,6 +292,14 @@ impl RawSession {
                 .await
                 .expect("connect data port"),
         }
+    }
+
+    /// The next reply's code, or None if none comes within `within`.
+    pub async fn reply_within(&mut self, within: Duration) -> Option<u32> {
+        tokio::time::timeout(within, self.reply())
+            .await
+            .ok()
+            .map(|(code, _)| code)
     }
 
     /// True once the server has closed the control connection.

@@ -113,6 +113,8 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         admin_bind: None,
         tls: Default::default(),
         login_timeout: Duration::from_secs(30),
+        data_timeout: Duration::from_secs(300),
+        max_transfers: 10,
         source_file: None,
     }
 }
