@@ -17,6 +17,10 @@ pub const UPLOAD_TEMP_PREFIX: &str = ".ferry-upload-";
 /// Longest path, in bytes, a client may name (Linux PATH_MAX).
 const MAX_PATH_BYTES: usize = 4096;
 
+/// Longest name of one file or directory (Linux `NAME_MAX`): a longer one is refused as a bad
+/// name (553) here, instead of failing later in the filesystem as a local error (451).
+const MAX_NAME_BYTES: usize = 255;
+
 /// A path inside a user's home, normalised: no root, no `.`, no `..`, never empty components.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserPath {
@@ -29,6 +33,8 @@ pub struct UserPath {
 pub enum PathError {
     #[error("path is longer than {MAX_PATH_BYTES} bytes")]
     TooLong,
+    #[error("a file name is longer than {MAX_NAME_BYTES} bytes")]
+    NameTooLong,
     #[error("path names a reserved file")]
     Reserved,
     #[error("path is not valid UTF-8")]
@@ -50,6 +56,9 @@ pub fn resolve_user_path(client_path: &Path) -> Result<UserPath, PathError> {
             }
             Component::Normal(name) => {
                 let name = name.to_str().ok_or(PathError::NotUtf8)?;
+                if name.len() > MAX_NAME_BYTES {
+                    return Err(PathError::NameTooLong);
+                }
                 if name.starts_with(UPLOAD_TEMP_PREFIX) {
                     return Err(PathError::Reserved);
                 }
@@ -123,6 +132,20 @@ mod tests {
 
     fn resolve(p: &str) -> String {
         resolve_user_path(Path::new(p)).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_name_longer_than_255_bytes_is_refused() {
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        assert_eq!(
+            resolve(&format!("/dir/{longest}")),
+            format!("/dir/{longest}")
+        );
+        let too_long = format!("/dir/{longest}x");
+        assert!(matches!(
+            resolve_user_path(Path::new(&too_long)),
+            Err(PathError::NameTooLong)
+        ));
     }
 
     #[test]
