@@ -244,3 +244,41 @@ async fn upload_temporaries_cannot_be_named_by_clients() {
     raw.expect("SIZE .ferry-upload-1-1", 553).await;
     raw.expect("DELE .ferry-upload-1-1", 553).await;
 }
+
+#[tokio::test]
+async fn symlinks_leading_outside_the_home_or_nowhere_are_left_out_of_listings() {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("real.txt"), b"12345").unwrap();
+    std::os::unix::fs::symlink("real.txt", home.join("alias")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", home.join("out-file")).unwrap();
+    std::os::unix::fs::symlink("/etc", home.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink("missing", home.join("dangling")).unwrap();
+    let mut raw = server.raw_login("alice").await;
+    let mut listings = Vec::new();
+    for command in ["LIST", "NLST", "MLSD"] {
+        let data = raw.epsv(server.addr).await;
+        raw.expect(command, 150).await;
+        let text = String::from_utf8(read_all(data).await).unwrap();
+        assert_eq!(raw.reply().await.0, 226, "{command}");
+        listings.push((command, text));
+    }
+    for (command, text) in &listings {
+        for hidden in ["out-file", "etc-link", "dangling"] {
+            assert!(!text.contains(hidden), "{command} lists {hidden}:\n{text}");
+        }
+        assert!(text.contains("real.txt"), "{command}:\n{text}");
+        assert!(text.contains("alias"), "{command}:\n{text}");
+    }
+    // The link inside the home is listed as what it leads to.
+    let mlsd = &listings[2].1;
+    let alias = mlsd
+        .lines()
+        .find(|line| line.ends_with(" alias"))
+        .expect("alias in MLSD");
+    assert!(
+        alias.to_ascii_lowercase().contains("type=file;") && alias.contains("size=5;"),
+        "{alias}"
+    );
+}

@@ -256,7 +256,9 @@ fn open_home(home: &Path) -> io::Result<Arc<Dir>> {
     Ok(dir)
 }
 
-/// The entries of `dir` without upload temporaries; links are followed only within the home.
+/// The entries of `dir` without upload temporaries. A symlink is listed as what it leads to
+/// within the home; one that leads outside the home (or nowhere) is left out, since no command
+/// can use it: listing it as a 0-byte file from 1970 only misled clients.
 fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
     let mut entries = Vec::new();
     for dir_entry in dir.entries()? {
@@ -271,15 +273,11 @@ fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
             continue; // removed while listing
         };
         let entry = if metadata.is_symlink() {
-            // Follow the link only as far as the home allows; otherwise show the link.
-            dir.metadata(&name)
-                .map(|m| entry_from(&m))
-                .unwrap_or(Entry {
-                    kind: EntryKind::Symlink,
-                    len: 0,
-                    modified: None,
-                    mode: 0o777,
-                })
+            // Followed only as far as the home allows (cap-std refuses an escape).
+            match dir.metadata(&name) {
+                Ok(target) => entry_from(&target),
+                Err(_) => continue,
+            }
         } else {
             entry_from(&metadata)
         };
