@@ -156,3 +156,69 @@ async fn broken_users_file_keeps_the_old_users() {
         .await
         .expect("old users stay loaded");
 }
+
+/// Connects to the passive port of an `EPSV` reply with a small receive buffer, so that the
+/// server's last bytes wait in its own send queue until the client reads.
+async fn connect_with_small_receive_buffer(
+    server: std::net::SocketAddr,
+    reply: &str,
+) -> tokio::net::TcpStream {
+    let port: u16 = reply
+        .split("|||")
+        .nth(1)
+        .and_then(|rest| rest.split('|').next())
+        .and_then(|port| port.parse().ok())
+        .expect("EPSV reply with a port");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect(&std::net::SocketAddr::new(server.ip(), port).into())
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    tokio::net::TcpStream::from_std(socket.into()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_waits_until_a_download_has_reached_the_client() {
+    use tokio::io::AsyncReadExt;
+    /// More than the server's send buffer grows to (4 MiB), so the transfer is still running
+    /// when shutdown begins.
+    const SIZE: usize = 16 << 20;
+    /// Left unread while the client pauses: more than its receive buffer holds, so some of it
+    /// is still in the server's send queue, unacknowledged.
+    const LEFT: usize = 64 * 1024;
+    let mut server = TestServer::start().await;
+    let content = pattern(SIZE);
+    std::fs::create_dir_all(server.home("alice")).unwrap();
+    std::fs::write(server.home("alice").join("slow.bin"), &content).unwrap();
+    let mut downloader = server.raw_login("alice").await;
+    let reply = downloader.expect("EPSV", 229).await;
+    let mut data = connect_with_small_receive_buffer(server.addr, &reply).await;
+    downloader.expect("RETR slow.bin", 150).await;
+    // Bytes flowing: the transfer has begun, so shutdown lets it finish.
+    let mut received = vec![0u8; SIZE - LEFT];
+    data.read_exact(&mut received[..LEFT]).await.unwrap();
+    server.begin_stop();
+
+    let client = async move {
+        data.read_exact(&mut received[LEFT..]).await.unwrap();
+        // The server has written its last byte by now; the client pauses before taking it.
+        let paused_at = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        data.read_to_end(&mut received).await.unwrap();
+        let code = downloader.reply().await.0;
+        (received, code, paused_at)
+    };
+    let stopping = async {
+        server.wait().await.expect("clean exit");
+        tokio::time::Instant::now()
+    };
+    let ((received, code, paused_at), stopped_at) = tokio::join!(client, stopping);
+    assert!(received == content, "the download arrived whole");
+    assert_eq!(code, 226);
+    assert!(
+        stopped_at >= paused_at + Duration::from_millis(1500),
+        "the server finished shutting down {:?} into the client's pause, its last bytes unread",
+        stopped_at - paused_at
+    );
+}

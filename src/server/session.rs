@@ -194,6 +194,10 @@ impl SessionContext for SessionLink {
         Ok(Box::new(RunningTransfer { link: self }))
     }
 
+    fn shutting_down(&self) -> bool {
+        self.server.is_shutting_down()
+    }
+
     fn control_closed(&self) -> bool {
         let Some(control) = self.control.borrow() else {
             return true; // libunftp closed it: the session is over

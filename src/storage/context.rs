@@ -22,4 +22,7 @@ pub trait SessionContext: Debug + Send + Sync + 'static {
     /// True when the client has closed or reset the control connection: an upload whose data
     /// connection closes cleanly after that is not committed.
     fn control_closed(&self) -> bool;
+    /// True once the server has begun a graceful shutdown: a download then waits until the
+    /// client has its last bytes before it counts as done (the process exits right after).
+    fn shutting_down(&self) -> bool;
 }

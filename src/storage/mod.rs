@@ -29,12 +29,17 @@ use crate::accounts::users::Permissions;
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::storage::paths::{UserPath, resolve_user_path};
+use crate::transfer;
 use async_trait::async_trait;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use unftp_core::storage::{self as ftp, FEATURE_RESTART, Fileinfo, StorageBackend};
+
+/// Longest wait at shutdown for a client to acknowledge a finished download's last bytes; the
+/// shutdown grace period bounds it too.
+const DELIVERY_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// Listings with more entries than this are formatted on the blocking pool (see `list_fmt`).
 const FORMAT_INLINE_MAX_ENTRIES: usize = 500;
@@ -348,7 +353,19 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let path = self.authorize(user, Op::Download, path.as_ref(), |p| p.download)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Download, &path, started);
         let result = match self.session.clone().begin_transfer() {
-            Ok(_transfer) => self.store.read_into(&path, start_pos, output).await,
+            Ok(_transfer) => {
+                let sent = self.store.read_into(&path, start_pos, output).await;
+                if sent.is_ok() && self.session.shutting_down() {
+                    // Kernel buffers do not outlive the process (a container's network goes
+                    // with it): the download is done when the client has acknowledged it.
+                    transfer::await_delivery(DELIVERY_WAIT_AT_SHUTDOWN)
+                        .await
+                        .map_err(StoreError::from)
+                        .and(sent)
+                } else {
+                    sent
+                }
+            }
             Err(refused) => Err(refused),
         };
         abandoned.disarm();

@@ -112,6 +112,38 @@ where
     }
 }
 
+/// Waits until the client has acknowledged every byte sent on the plaintext data socket lent to
+/// this transfer (the socket's send queue is empty), or it hangs up (`ConnectionReset`), or
+/// `limit` passes (`TimedOut`). TLS data connections return at once: their close is libunftp's.
+pub async fn await_delivery(limit: Duration) -> io::Result<()> {
+    let Some(socket) = zero_copy::lent_data_socket()? else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match zero_copy::delivery_state(&socket)? {
+            zero_copy::Delivery::Done => return Ok(()),
+            zero_copy::Delivery::PeerGone => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the client closed the data connection before receiving everything",
+                ));
+            }
+            zero_copy::Delivery::Pending => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not take the last bytes in time",
+            ));
+        }
+        tokio::time::sleep(DELIVERY_POLL_INTERVAL).await;
+    }
+}
+
+/// How often [`await_delivery`] looks at the send queue.
+const DELIVERY_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Runs `work` on the blocking pool; if the returned future is dropped, `work` sees its flag
 /// raised and stops at its next check.
 async fn run_cancellable<T, E, F>(work: F) -> Result<T, E>

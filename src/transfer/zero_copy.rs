@@ -42,6 +42,40 @@ pub fn lent_data_socket() -> io::Result<Option<OwnedFd>> {
     socket.try_clone_to_owned().map(Some)
 }
 
+/// Where the bytes written to a socket are.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The peer has acknowledged all of them.
+    Done,
+    /// Some are still queued or unacknowledged.
+    Pending,
+    /// Some are unacknowledged and the peer has hung up.
+    PeerGone,
+}
+
+/// Reads the socket's send queue (`SIOCOUTQ`: bytes not yet acknowledged) and its hang-up state.
+pub fn delivery_state(socket: &OwnedFd) -> io::Result<Delivery> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: `socket` is open; TIOCOUTQ (SIOCOUTQ for TCP) writes one int.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if queued == 0 {
+        return Ok(Delivery::Done);
+    }
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    if ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+        return Ok(Delivery::PeerGone);
+    }
+    Ok(Delivery::Pending)
+}
+
 fn abandoned() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "transfer abandoned")
 }
