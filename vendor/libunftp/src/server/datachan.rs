@@ -36,6 +36,8 @@ where
     pub logger: slog::Logger,
     pub data_cmd_rx: Option<Receiver<DataChanCmd>>,
     pub data_abort_rx: Option<Receiver<()>>,
+    /// FERRY PATCH (opts-mlst): the facts MLSD sends, as chosen with OPTS MLST.
+    pub mlst_facts: Vec<&'static str>,
 }
 
 use std::fmt;
@@ -543,7 +545,7 @@ where
                         .map(|component| component.as_os_str().to_string_lossy())
                         .unwrap_or("unknown".into());
 
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata);
+                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, &self.mlst_facts);
                     let line = format!("{} {}", facts_str, filename);
                     buffer.push_str(&line);
                     buffer.push_str("\r\n");
@@ -741,6 +743,7 @@ where
             logger,
             data_abort_rx: Some(data_abort_rx),
             data_cmd_rx: Some(data_cmd_rx),
+            mlst_facts: session.mlst_facts.clone(),
         };
 
         // The control channel need to know if the data channel is busy so that it doesn't time out

@@ -114,6 +114,8 @@ where
     pub failed_logins: Option<Arc<FailedLoginsCache>>,
     // An optional functor that can bind a socket
     pub binder: Option<Box<dyn crate::options::Binder>>,
+    /// FERRY PATCH (opts-mlst): the facts MLST and MLSD send; all of them until OPTS MLST.
+    pub mlst_facts: Vec<&'static str>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -148,6 +150,7 @@ where
             cert_chain: None,
             failed_logins: None,
             binder: None,
+            mlst_facts: crate::server::controlchan::commands::mlst::MLST_FACTS.to_vec(),
         }
     }
 

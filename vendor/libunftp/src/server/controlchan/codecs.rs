@@ -25,12 +25,15 @@ impl FtpCodec {
 }
 
 impl Decoder for FtpCodec {
-    type Item = Command;
+    /// FERRY PATCH (parse-error-reply): a line that does not parse is an item, not a stream
+    /// error. tokio-util's `Framed` ends the stream after a decoder error, so upstream closed the
+    /// session after answering any malformed command (`REST abc`, `CWD` alone) with 501.
+    type Item = Result<Command, ControlChanError>;
     type Error = ControlChanError;
 
     // Here we decode the incoming bytes into a meaningful command. We'll split on newlines, and
     // parse the resulting line using `Command::parse()`. This method will be called by tokio.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, Self::Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         if let Some(newline_offset) = buf[self.next_index..].iter().position(|b| *b == b'\n') {
             let newline_index = newline_offset + self.next_index;
             if newline_index >= MAX_COMMAND_LINE {
@@ -41,7 +44,7 @@ impl Decoder for FtpCodec {
             }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
-            Ok(Some(line_parser::parse(line)?))
+            Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else if buf.len() > MAX_COMMAND_LINE {
             // FERRY PATCH (line-limit): upstream buffers until it sees `\n`, so a client that
             // never sends one grows server memory without bound. Refuse past vsftpd's limit.

@@ -207,7 +207,9 @@ where
                     // internal messages are read; the socket is left to the TLS handshake.
                     cmd = command_source.next(), if !tls_upgrade_pending => {
                         match cmd {
-                            Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
+                            // FERRY PATCH (parse-error-reply): a line that did not parse comes as
+                            // `Ok(Err(..))`; it is answered below and the session goes on.
+                            Some(cmd_result) => incoming = Some(cmd_result.and_then(|parsed| parsed).map(Event::Command)),
                             None => {
                                 slog::info!(logger, "Control connection was closed.");
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))

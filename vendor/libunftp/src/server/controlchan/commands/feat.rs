@@ -26,7 +26,11 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", " MLST", " MLSD"];
+        // FERRY PATCH (opts-mlst): RFC 3659 section 7.8 lists the facts after MLST, `*` marking
+        // those sent by default; without them a client cannot know what OPTS MLST may select.
+        let mlst: String = super::mlst::MLST_FACTS.iter().map(|fact| format!("{fact}*;")).collect();
+        let mlst = format!(" MLST {mlst}");
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", &mlst, " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

@@ -43,6 +43,7 @@ where
         };
 
         let path = if let Some(p) = &self.path { p.clone().into() } else { cwd };
+        let facts = args.session.lock().await.mlst_facts.clone();
 
         let metadata = match storage.metadata((*user).as_ref().unwrap(), &path).await {
             Ok(m) => m,
@@ -54,11 +55,15 @@ where
             }
         };
 
-        let facts_str = format_facts(&metadata);
+        let facts_str = format_facts(&metadata, &facts);
         let response = format!(" {} {}", facts_str, path.display());
         Ok(Reply::new_multiline(ReplyCode::FileActionOkay, vec![" Listing", &response, "End"]))
     }
 }
+
+/// FERRY PATCH (opts-mlst): the facts `format_facts` can write, as FEAT names them. All are
+/// sent by default; OPTS MLST selects a subset (RFC 3659 section 7.9).
+pub const MLST_FACTS: [&str; 5] = ["type", "size", "modify", "UNIX.uid", "UNIX.gid"];
 
 /// Format metadata into machine-readable facts string
 ///
@@ -68,17 +73,25 @@ where
 ///
 /// # Arguments
 /// * `metadata` - The file/directory metadata to format
+/// * `selected` - FERRY PATCH (opts-mlst): the facts to write, from [`MLST_FACTS`]
 ///
 /// # Returns
 /// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000"
-pub fn format_facts<M: Metadata>(metadata: &M) -> String {
+pub fn format_facts<M: Metadata>(metadata: &M, selected: &[&str]) -> String {
     let mut facts = Vec::new();
+    let wanted = |fact: &str| selected.contains(&fact);
 
-    facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
+    if wanted("type") {
+        facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
+    }
 
-    facts.push(format!("size={}", metadata.len()));
+    if wanted("size") {
+        facts.push(format!("size={}", metadata.len()));
+    }
 
-    if let Ok(modified) = metadata.modified() {
+    if wanted("modify")
+        && let Ok(modified) = metadata.modified()
+    {
         let dt: DateTime<Utc> = modified.into();
         facts.push(format!("modify={}", dt.format("%Y%m%d%H%M%S")));
     }
@@ -86,13 +99,13 @@ pub fn format_facts<M: Metadata>(metadata: &M) -> String {
     // Choosing not to implement create, unique, perm, lang, media-type, charset or most of the
     // UNIX.*, MACOS.* etc ones.
 
-    if metadata.uid() > 0 {
+    if wanted("UNIX.uid") && metadata.uid() > 0 {
         facts.push(format!("unix.uid={}", metadata.uid()));
     }
 
-    if metadata.gid() > 0 {
+    if wanted("UNIX.gid") && metadata.gid() > 0 {
         facts.push(format!("unix.gid={}", metadata.gid()));
     }
 
-    format!("{};", facts.join(";"))
+    facts.iter().map(|fact| format!("{fact};")).collect()
 }

