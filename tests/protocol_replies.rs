@@ -57,3 +57,39 @@ async fn opts_mlst_selects_the_facts_feat_advertises() {
     assert!(!facts.contains("type="), "{facts}");
     assert_session_goes_on(&mut raw).await;
 }
+
+/// The codes of the next `count` replies.
+async fn reply_codes(raw: &mut RawSession, count: usize) -> Vec<u32> {
+    let mut codes = Vec::new();
+    for _ in 0..count {
+        codes.push(raw.reply().await.0);
+    }
+    codes
+}
+
+#[tokio::test]
+async fn pipelined_login_is_answered_in_command_order() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw().await;
+    raw.send(format!("USER alice\r\nPASS {PASSWORD}\r\nPWD\r\nNOOP"))
+        .await;
+    assert_eq!(reply_codes(&mut raw, 4).await, [331, 230, 257, 200]);
+
+    let mut raw = server.raw().await;
+    raw.send("USER alice\r\nPASS wrong\r\nPWD\r\nNOOP").await;
+    assert_eq!(reply_codes(&mut raw, 4).await, [331, 530, 530, 200]);
+}
+
+#[tokio::test]
+async fn pipelined_commands_answered_from_other_tasks_keep_their_order() {
+    let server = TestServer::start().await;
+    std::fs::create_dir_all(server.home("alice").join("d")).unwrap();
+    std::fs::write(server.home("alice").join("d/f.txt"), b"abc").unwrap();
+    let mut raw = server.raw_login("alice").await;
+    raw.send("CWD d\r\nPWD\r\nMKD sub\r\nSIZE f.txt\r\nMDTM f.txt\r\nRNFR f.txt\r\nRNTO g.txt\r\nNOOP")
+        .await;
+    assert_eq!(
+        reply_codes(&mut raw, 8).await,
+        [250, 257, 257, 213, 213, 350, 250, 200]
+    );
+}

@@ -194,6 +194,11 @@ where
         slog::info!(logger, "Starting control loop");
         // FERRY PATCH (auth-tls-race): set between the 234 reply to AUTH TLS and the upgrade.
         let mut tls_upgrade_pending = false;
+        // FERRY PATCH (reply-order): set while the last command's reply is still to come as an
+        // internal message from the task doing its work (PASS, MKD, SIZE, RETR...). Upstream read
+        // the next command meanwhile, so a client that pipelines `USER/PASS/PWD` got the reply to
+        // PWD before the 230. The next command is read only once that reply has been sent.
+        let mut reply_pending = false;
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
@@ -205,7 +210,7 @@ where
                     // that message came, so a client quick to send its ClientHello after 234 had
                     // it read (and answered, or lost) as a command line. Until the upgrade, only
                     // internal messages are read; the socket is left to the TLS handshake.
-                    cmd = command_source.next(), if !tls_upgrade_pending => {
+                    cmd = command_source.next(), if !tls_upgrade_pending && !reply_pending => {
                         match cmd {
                             // FERRY PATCH (parse-error-reply): a line that did not parse comes as
                             // `Ok(Err(..))`; it is answered below and the session goes on.
@@ -299,9 +304,17 @@ where
                     // TODO: Handle Event::InternalMsg(InternalMsg::PlaintextControlChannel)
 
                     let is_auth = matches!(event, Event::Command(Command::Auth { .. }));
+                    let is_command = matches!(event, Event::Command(_));
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
                         Ok(reply) => {
+                            // FERRY PATCH (reply-order): see `reply_pending`.
+                            let is_reply = !matches!(reply, Reply::None);
+                            if is_command {
+                                reply_pending = !is_reply;
+                            } else if is_reply {
+                                reply_pending = false;
+                            }
                             // FERRY PATCH (auth-tls-race): see `tls_upgrade_pending`.
                             if is_auth && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. }) {
                                 tls_upgrade_pending = true;
