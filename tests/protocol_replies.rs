@@ -93,3 +93,45 @@ async fn pipelined_commands_answered_from_other_tasks_keep_their_order() {
         [250, 257, 257, 213, 213, 350, 250, 200]
     );
 }
+
+#[tokio::test]
+async fn a_missing_file_or_directory_gets_550_without_a_150_first() {
+    let server = TestServer::start().await;
+    std::fs::create_dir_all(server.home("alice").join("dir")).unwrap();
+    let mut raw = server.raw_login("alice").await;
+    for command in [
+        "RETR missing.bin",
+        "RETR dir",
+        "LIST missing-dir",
+        "NLST missing-dir",
+        "MLSD missing-dir",
+    ] {
+        let _data = raw.epsv(server.addr).await;
+        raw.send(command).await;
+        let (code, text) = raw.reply().await;
+        assert_eq!(code, 550, "{command}: {text}");
+        assert_session_goes_on(&mut raw).await;
+    }
+}
+
+#[tokio::test]
+async fn an_existing_file_and_directory_are_still_sent_after_150() {
+    let server = TestServer::start().await;
+    let content = pattern(200_000);
+    std::fs::create_dir_all(server.home("alice").join("dir")).unwrap();
+    std::fs::write(server.home("alice").join("dir/file.bin"), &content).unwrap();
+    let mut raw = server.raw_login("alice").await;
+
+    let data = raw.epsv(server.addr).await;
+    raw.expect("RETR dir/file.bin", 150).await;
+    assert!(read_all(data).await == content);
+    assert_eq!(raw.reply().await.0, 226);
+
+    for command in ["LIST dir", "NLST dir", "MLSD dir"] {
+        let data = raw.epsv(server.addr).await;
+        raw.expect(command, 150).await;
+        let listing = String::from_utf8(read_all(data).await).unwrap();
+        assert!(listing.contains("file.bin"), "{command}: {listing}");
+        assert_eq!(raw.reply().await.0, 226, "{command}");
+    }
+}

@@ -15,10 +15,15 @@ pub async fn store(raw: &mut RawSession, server: SocketAddr, name: &str, data: &
     raw.reply().await.0
 }
 
-/// RETR `name`; returns the bytes received and the final reply code.
+/// RETR `name`; returns the bytes received and the final reply code (a refusal such as 550 for
+/// a missing file comes alone, without a 150 first).
 pub async fn retrieve(raw: &mut RawSession, server: SocketAddr, name: &str) -> (Vec<u8>, u32) {
     let channel = raw.epsv(server).await;
-    raw.expect(format!("RETR {name}"), 150).await;
+    raw.send(format!("RETR {name}")).await;
+    let (code, _) = raw.reply().await;
+    if code != 150 {
+        return (Vec::new(), code);
+    }
     let data = read_all(channel).await;
     (data, raw.reply().await.0)
 }

@@ -196,6 +196,29 @@ where
     async fn exec_retr(self, path: String, start_pos: u64) {
         let path = self.cwd.join(path);
         let tx: Sender<ControlChanMsg> = self.control_msg_tx.clone();
+        // FERRY PATCH (check-before-150): upstream answered 150 before looking at the file, so a
+        // missing one got `150` then `550`. The backend is asked first, with `cwd`: the one
+        // lookup a backend makes without side effects (Ferry's `metadata` is a SIZE, audited and
+        // counted, and needs the list permission). Success means a directory; a file-not-available
+        // error, nothing there (or a name that cannot be): 550 alone. Any other answer (a file is
+        // not a directory) is left to the transfer.
+        let refusal = match self.storage.cwd((*self.user).as_ref().unwrap(), path.clone()).await {
+            Ok(()) => Some(ControlChanMsg::CommandChannelReply(crate::server::controlchan::Reply::new(
+                crate::server::controlchan::ReplyCode::FileError,
+                "Not a regular file",
+            ))),
+            Err(err) if matches!(err.kind(), ErrorKind::PermanentFileNotAvailable | ErrorKind::FileNameNotAllowedError) => Some(ControlChanMsg::StorageError(err)),
+            Err(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            if let Err(err) = tx.send(refusal).await {
+                slog::warn!(self.logger, "Could not notify control channel of a refused RETR: {:?}", err);
+            }
+            return;
+        }
+        if !announce_transfer(&self.logger, &tx, "Sending data").await {
+            return;
+        }
         // FERRY PATCH (raw-data-socket): lend the socket to the storage call below.
         let raw_socket = plaintext_socket(&self.socket, &self.ftps_mode);
         let mut output = match Self::writer(self.socket, self.ftps_mode, "retr").await {
@@ -427,16 +450,10 @@ where
     async fn exec_list_variant(self, path: Option<String>, command: ListCommand) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await {
-            Ok(io) => io,
-            Err(err) => {
-                report_data_channel_failure(&self.logger, &tx, err).await;
-                return;
-            }
-        };
-
         let start_time = Instant::now();
 
+        // FERRY PATCH (check-before-150): list first, then answer 150 and open the data stream;
+        // upstream answered 150 first, so a missing directory got `150` then `550`.
         let list_result = match command {
             ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
             ListCommand::Nlst => self
@@ -448,6 +465,16 @@ where
 
         match list_result {
             Ok(cursor) => {
+                if !announce_transfer(&self.logger, &tx, "Sending directory list").await {
+                    return;
+                }
+                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), command.as_lower_str()).await {
+                    Ok(io) => io,
+                    Err(err) => {
+                        report_data_channel_failure(&self.logger, &tx, err).await;
+                        return;
+                    }
+                };
                 slog::debug!(self.logger, "Copying future for {}", command.as_str());
                 let mut input = cursor;
                 let result = tokio::io::copy(&mut input, &mut output).await;
@@ -521,20 +548,23 @@ where
     async fn exec_mlsd(self, path: Option<String>) {
         let path = self.resolve_path(path);
         let tx = self.control_msg_tx.clone();
-        let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
-            Ok(io) => io,
-            Err(err) => {
-                report_data_channel_failure(&self.logger, &tx, err).await;
-                return;
-            }
-        };
-
         let start_time = Instant::now();
 
+        // FERRY PATCH (check-before-150): list first, as for LIST and NLST.
         let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
 
         match list_result {
             Ok(files) => {
+                if !announce_transfer(&self.logger, &tx, "Sending directory list").await {
+                    return;
+                }
+                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
+                    Ok(io) => io,
+                    Err(err) => {
+                        report_data_channel_failure(&self.logger, &tx, err).await;
+                        return;
+                    }
+                };
                 let mut buffer = String::new();
                 for file_info in files {
                     let filename = file_info
@@ -930,6 +960,19 @@ async fn close_tls_after_upload(logger: &slog::Logger, closer: Option<TlsCloser>
         Ok(Ok(())) => {}
         Ok(Err(err)) => slog::debug!(logger, "Could not send close_notify after upload: {}", err),
         Err(_) => slog::debug!(logger, "Timed out sending close_notify after upload"),
+    }
+}
+
+/// FERRY PATCH (check-before-150): the 150 that tells the client its transfer starts, sent once
+/// the file or directory is known to be there. False when the control channel is gone.
+async fn announce_transfer(logger: &slog::Logger, tx: &Sender<ControlChanMsg>, text: &str) -> bool {
+    let reply = crate::server::controlchan::Reply::new(crate::server::controlchan::ReplyCode::FileStatusOkay, text);
+    match tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+        Ok(()) => true,
+        Err(err) => {
+            slog::warn!(logger, "Could not announce the transfer: {}", err);
+            false
+        }
     }
 }
 

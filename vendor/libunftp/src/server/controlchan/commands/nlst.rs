@@ -54,7 +54,9 @@ where
                         slog::warn!(logger, "NLST: could not notify data channel to respond with NLST. {}", err);
                     }
                 });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Sending directory list"))
+                // FERRY PATCH (check-before-150): the data channel answers 150 once the
+                // path is known to be there, or 550 alone.
+                Ok(Reply::none())
             }
             None => {
                 if let Some(path) = path_opt {

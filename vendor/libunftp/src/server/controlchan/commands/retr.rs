@@ -50,7 +50,9 @@ where
                         slog::warn!(logger, "RETR: could not notify data channel to respond with RETR. {}", err);
                     }
                 });
-                Ok(Reply::new(ReplyCode::FileStatusOkay, "Sending data"))
+                // FERRY PATCH (check-before-150): the data channel answers 150 once the
+                // path is known to be there, or 550 alone.
+                Ok(Reply::none())
             }
             None => {
                 slog::warn!(logger, "RETR: no data connection established for RETRing {:?}", path);
