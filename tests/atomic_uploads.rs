@@ -89,7 +89,9 @@ async fn abor_during_upload_leaves_previous_version_intact() {
     raw.expect("STOR doc.bin", 150).await;
     data.write_all(&pattern(512 * 1024)).await.unwrap();
     data.flush().await.unwrap();
-    raw.expect("ABOR", 226).await;
+    // RFC 959: 426 for the aborted transfer, then 226 for the ABOR.
+    raw.expect("ABOR", 426).await;
+    assert_eq!(raw.reply().await.0, 226);
     // The server drops the transfer and its data connection; the client closes its end too.
     drop(data);
     raw.expect("NOOP", 200).await;

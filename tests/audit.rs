@@ -120,7 +120,9 @@ async fn an_aborted_upload_is_audited_as_failed() {
     tokio::io::AsyncWriteExt::write_all(&mut data, &pattern(100_000))
         .await
         .unwrap();
-    raw.expect("ABOR", 226).await;
+    // RFC 959: 426 for the aborted transfer, then 226 for the ABOR.
+    raw.expect("ABOR", 426).await;
+    assert_eq!(raw.reply().await.0, 226);
     drop(data);
     let upload = records_of(&capture, "upload", 1).await;
     assert_eq!(upload.len(), 1, "{upload:?}");

@@ -39,7 +39,9 @@ async fn abor_during_a_download_closes_the_data_connection_and_the_session_goes_
     let mut first = vec![0u8; 64 * 1024];
     data.read_exact(&mut first).await.unwrap();
     assert_eq!(first, content[..first.len()]);
-    raw.expect("ABOR", 226).await;
+    // RFC 959: 426 for the aborted transfer, then 226 for the ABOR.
+    raw.expect("ABOR", 426).await;
+    assert_eq!(raw.reply().await.0, 226);
     // Only what was already in flight arrives (socket buffers, a few MiB), then the end.
     let rest = read_until_closed(data).await;
     assert!(first.len() + rest < content.len(), "{rest} more bytes");

@@ -135,3 +135,51 @@ async fn an_existing_file_and_directory_are_still_sent_after_150() {
         assert_eq!(raw.reply().await.0, 226, "{command}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abor_during_a_download_answers_426_for_the_transfer_then_226() {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("big.bin"), pattern(64 << 20)).unwrap();
+    std::fs::write(home.join("small.txt"), b"small").unwrap();
+    let mut raw = server.raw_login("alice").await;
+
+    let mut data = raw.epsv(server.addr).await;
+    raw.expect("RETR big.bin", 150).await;
+    let mut first = vec![0u8; 64 * 1024];
+    tokio::io::AsyncReadExt::read_exact(&mut data, &mut first)
+        .await
+        .unwrap();
+    raw.send("ABOR").await;
+    assert_eq!(reply_codes(&mut raw, 2).await, [426, 226]);
+    drop(data);
+    assert_session_goes_on(&mut raw).await;
+
+    let data = raw.epsv(server.addr).await;
+    raw.expect("RETR small.txt", 150).await;
+    assert_eq!(read_all(data).await, b"small");
+    assert_eq!(raw.reply().await.0, 226);
+}
+
+#[tokio::test]
+async fn abor_without_a_running_transfer_gets_226_alone() {
+    let server = TestServer::start().await;
+    std::fs::create_dir_all(server.home("alice")).unwrap();
+    std::fs::write(server.home("alice").join("small.txt"), b"small").unwrap();
+    let mut raw = server.raw_login("alice").await;
+    // No data connection at all.
+    raw.expect("ABOR", 226).await;
+    assert_session_goes_on(&mut raw).await;
+    // A data connection with no transfer on it.
+    let _data = raw.epsv(server.addr).await;
+    raw.expect("ABOR", 226).await;
+    assert_session_goes_on(&mut raw).await;
+    // After a transfer that has ended.
+    let data = raw.epsv(server.addr).await;
+    raw.expect("RETR small.txt", 150).await;
+    assert_eq!(read_all(data).await, b"small");
+    assert_eq!(raw.reply().await.0, 226);
+    raw.expect("ABOR", 226).await;
+    assert_session_goes_on(&mut raw).await;
+}

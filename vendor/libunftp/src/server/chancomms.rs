@@ -135,6 +135,9 @@ pub enum ControlChanMsg {
     StorageError(storage::Error),
     /// Reply on the command channel
     CommandChannelReply(Reply),
+    /// FERRY PATCH (abor-426): ABOR cancelled a running transfer: answered with 426 for the
+    /// transfer, then 226 for the ABOR.
+    TransferAborted,
 }
 
 impl fmt::Display for ControlChanMsg {

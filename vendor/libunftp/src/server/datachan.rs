@@ -111,6 +111,10 @@ where
     async fn execute(mut self, session_arc: SharedSession<Storage, User>) {
         let mut data_cmd_rx = self.data_cmd_rx.take().unwrap();
         let mut data_abort_rx = self.data_abort_rx.take().unwrap();
+        // FERRY PATCH (abor-426): this task answers the ABORs it receives (see `Abor`).
+        let tx = self.control_msg_tx.clone();
+        let logger = self.logger.clone();
+        let mut abor_reply = None;
         let mut timeout_delay = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5 * 60)));
         // TODO: Use configured timeout
         tokio::select! {
@@ -133,25 +137,45 @@ where
                 // success, so after a refused STOR or RETR the next download silently started
                 // at the old offset and the client got a file without its head.
                 let start_pos = std::mem::take(&mut session_arc.lock().await.start_pos);
-                let logger = self.logger.clone();
                 tokio::select! {
                     _ = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {},
                     Some(_) = data_abort_rx.recv() => {
                         slog::info!(logger, "Transfer cancelled by ABOR");
                         session_arc.lock().await.start_pos = 0;
+                        abor_reply = Some(ControlChanMsg::TransferAborted);
                     }
                 }
             }},
             // FERRY PATCH (data-channel-released): see above; a dropped sender ends it too.
-            _ = data_abort_rx.recv() => {
+            abort = data_abort_rx.recv() => {
                 self.handle_incoming(DataChanMsg::Abort, 0).await;
+                // FERRY PATCH (abor-426): an ABOR, not a released sender, is answered.
+                if abort.is_some() {
+                    abor_reply = Some(no_transfer_to_abort());
+                }
             },
             _ = &mut timeout_delay => {
-                slog::warn!(self.logger, "Data channel connection timed out");
+                slog::warn!(logger, "Data channel connection timed out");
             }
         };
-        let mut session = session_arc.lock().await;
-        session.data_busy = false;
+        {
+            let mut session = session_arc.lock().await;
+            session.data_busy = false;
+            // FERRY PATCH (abor-426): an ABOR that came after the transfer ended is answered
+            // too. Closing under the session lock (which `Abor` holds to send) leaves no ABOR
+            // unanswered; the reply is sent after the lock is released (the control loop may be
+            // waiting for it with the channel full).
+            data_abort_rx.close();
+            if abor_reply.is_none() && data_abort_rx.try_recv().is_ok() {
+                abor_reply = Some(no_transfer_to_abort());
+            }
+        }
+        if let Some(reply) = abor_reply
+            && let Err(err) = tx.send(reply).await
+        {
+            // The session ended meanwhile (data-channel-released aborts its transfer then).
+            slog::debug!(logger, "Could not answer ABOR: {}", err);
+        }
     }
 
     #[tracing_attributes::instrument]
@@ -961,6 +985,14 @@ async fn close_tls_after_upload(logger: &slog::Logger, closer: Option<TlsCloser>
         Ok(Err(err)) => slog::debug!(logger, "Could not send close_notify after upload: {}", err),
         Err(_) => slog::debug!(logger, "Timed out sending close_notify after upload"),
     }
+}
+
+/// FERRY PATCH (abor-426): the reply to an ABOR that found no transfer running.
+fn no_transfer_to_abort() -> ControlChanMsg {
+    ControlChanMsg::CommandChannelReply(crate::server::controlchan::Reply::new(
+        crate::server::controlchan::ReplyCode::ClosingDataConnection,
+        "Closed data channel",
+    ))
 }
 
 /// FERRY PATCH (check-before-150): the 150 that tells the client its transfer starts, sent once

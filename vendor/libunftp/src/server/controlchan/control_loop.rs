@@ -305,6 +305,7 @@ where
 
                     let is_auth = matches!(event, Event::Command(Command::Auth { .. }));
                     let is_command = matches!(event, Event::Command(_));
+                    let transfer_aborted = matches!(event, Event::InternalMsg(ControlChanMsg::TransferAborted));
                     let handle_result = match event_chain.handle(event).await {
                         Err(e) => Err(e),
                         Ok(reply) => {
@@ -319,7 +320,12 @@ where
                             if is_auth && matches!(reply, Reply::CodeAndMsg { code: ReplyCode::AuthOkayNoDataNeeded, .. }) {
                                 tls_upgrade_pending = true;
                             }
-                            reply_sink.send(reply).await
+                            match reply_sink.send(reply).await {
+                                // FERRY PATCH (abor-426): RFC 959 section 4.1.3: the aborted
+                                // transfer's 426 comes first, then the reply to ABOR itself.
+                                Ok(()) if transfer_aborted => reply_sink.send(Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful")).await,
+                                result => result,
+                            }
                         }
                     };
 
@@ -459,6 +465,8 @@ where
                 ErrorKind::ConnectionClosed => Ok(Reply::new(ReplyCode::ConnectionClosed, "Connection closed")),
             },
             CommandChannelReply(reply) => Ok(reply),
+            // FERRY PATCH (abor-426): the control loop follows this with ABOR's own 226.
+            TransferAborted => Ok(Reply::new(ReplyCode::ConnectionClosed, "Transfer aborted")),
         }
     }
 

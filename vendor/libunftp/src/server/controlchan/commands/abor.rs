@@ -32,15 +32,20 @@ where
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let mut session = args.session.lock().await;
         let logger = args.logger;
+        // FERRY PATCH (abor-426): a running data channel answers the ABOR itself (426 then 226
+        // when it cancelled a transfer, 226 otherwise), so that the 426 comes first; upstream
+        // answered 226 alone. The data channel task holds its receiver once it runs; before that
+        // (no connection yet) the abort waits for it and the ABOR is answered here.
+        let data_channel_running = session.data_abort_rx.is_none();
         match session.data_abort_tx.take() {
-            Some(tx) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(()).await {
-                        slog::warn!(logger, "abort failed: {}", err);
-                    }
-                });
-                Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel"))
-            }
+            Some(tx) => match tx.try_send(()) {
+                Ok(()) if data_channel_running => Ok(Reply::none()),
+                Ok(()) => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Closed data channel")),
+                Err(err) => {
+                    slog::debug!(logger, "ABOR: no transfer to abort: {}", err);
+                    Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed"))
+                }
+            },
             None => Ok(Reply::new(ReplyCode::ClosingDataConnection, "Data channel already closed")),
         }
     }
