@@ -183,3 +183,32 @@ async fn abor_without_a_running_transfer_gets_226_alone() {
     raw.expect("ABOR", 226).await;
     assert_session_goes_on(&mut raw).await;
 }
+
+#[tokio::test]
+async fn mkd_quotes_the_created_path_and_says_when_it_already_exists() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw_login("alice").await;
+    assert_eq!(
+        raw.expect("MKD created-dir", 257).await,
+        "257 \"/created-dir\" created\r\n"
+    );
+    assert_eq!(
+        raw.expect("MKD say \"hi\"", 257).await,
+        "257 \"/say \"\"hi\"\"\" created\r\n"
+    );
+    raw.expect("CWD say \"hi\"", 250).await;
+    assert_eq!(
+        raw.expect("PWD", 257).await,
+        "257 \"/say \"\"hi\"\"\"\r\n"
+    );
+    raw.expect("CWD /", 250).await;
+
+    let text = raw.expect("MKD created-dir", 550).await;
+    assert!(text.contains("already exists"), "{text}");
+    std::fs::write(server.home("alice").join("plain.txt"), b"x").unwrap();
+    let text = raw.expect("MKD plain.txt", 550).await;
+    assert!(text.contains("already exists"), "{text}");
+    let text = raw.expect("MKD no-such-parent/child", 550).await;
+    assert!(!text.contains("already exists"), "{text}");
+    assert_session_goes_on(&mut raw).await;
+}

@@ -437,7 +437,9 @@ where
                 session.cmd_tls = false;
                 Ok(Reply::none())
             }
-            MkDirSuccess { path } => Ok(Reply::new_with_string(ReplyCode::DirCreated, path)),
+            // FERRY PATCH (mkd-replies): RFC 959 (section 4.2 and appendix II) quotes the path
+            // of a 257 reply and doubles a `"` inside it; upstream sent the bare path.
+            MkDirSuccess { path } => Ok(Reply::new_with_string(ReplyCode::DirCreated, format!("\"{}\" created", path.replace('"', "\"\"")))),
             MkdirFail => Ok(Reply::new(ReplyCode::FileError, "Failed to create directory")),
             RenameSuccess { .. } => Ok(Reply::new(ReplyCode::FileActionOkay, "Renamed")),
             AuthSuccess { .. } => {

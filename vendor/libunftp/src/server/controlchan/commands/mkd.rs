@@ -10,12 +10,12 @@ use crate::{
     server::{
         chancomms::ControlChanMsg,
         controlchan::{
-            Reply,
+            Reply, ReplyCode,
             error::ControlChanError,
             handler::{CommandContext, CommandHandler},
         },
     },
-    storage::{Metadata, StorageBackend},
+    storage::{ErrorKind, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use std::{path::PathBuf, sync::Arc};
@@ -52,7 +52,18 @@ where
             match storage.mkd((*user).as_ref().unwrap(), &path).await {
                 Err(err) => {
                     slog::warn!(logger, "MKD: Failure creating directory {:?} {}", path_str, err);
-                    if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
+                    // FERRY PATCH (mkd-replies): storage errors have no kind for "already exists"
+                    // (backends report it as a file not available), so upstream answered an
+                    // existing directory with `550 File not found`. Look before saying so.
+                    let msg = match err.kind() {
+                        ErrorKind::PermanentFileNotAvailable => match storage.metadata((*user).as_ref().unwrap(), &path).await {
+                            Ok(metadata) if metadata.is_dir() => ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::FileError, "Directory already exists")),
+                            Ok(_) => ControlChanMsg::CommandChannelReply(Reply::new(ReplyCode::FileError, "A file with that name already exists")),
+                            Err(_) => ControlChanMsg::StorageError(err),
+                        },
+                        _ => ControlChanMsg::StorageError(err),
+                    };
+                    if let Err(err) = tx.send(msg).await {
                         slog::warn!(logger, "MKD: Could not send internal message to notify of MKD failure: {}", err);
                     }
                 }

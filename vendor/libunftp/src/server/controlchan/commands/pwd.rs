@@ -29,7 +29,8 @@ where
         let session = args.session.lock().await;
         // TODO: properly escape double quotes in `cwd`
 
-        let result = format!("\"{}\"", session.cwd.as_path().display());
+        // FERRY PATCH (mkd-replies): a `"` inside the quoted path is doubled (RFC 959 appendix II).
+        let result = format!("\"{}\"", session.cwd.as_path().display().to_string().replace('"', "\"\""));
 
         // On Windows systems, the path will be formatted with Windows style separators ('\')
         // Most FTP clients expect normal UNIX separators ('/'), and they have trouble handling
