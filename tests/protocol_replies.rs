@@ -212,3 +212,60 @@ async fn mkd_quotes_the_created_path_and_says_when_it_already_exists() {
     assert!(!text.contains("already exists"), "{text}");
     assert_session_goes_on(&mut raw).await;
 }
+
+#[tokio::test]
+async fn help_and_stat_name_ferry_without_a_library_version() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw_login("alice").await;
+    for (command, code) in [("HELP", 214), ("STAT", 211)] {
+        let text = raw.expect(command, code).await;
+        assert!(text.contains("Ferry FTP server"), "{command}: {text}");
+        assert!(!text.to_lowercase().contains("libunftp"), "{command}: {text}");
+        assert!(!text.contains("0.24"), "{command}: {text}");
+    }
+    raw.expect("SYST", 215).await;
+    assert_session_goes_on(&mut raw).await;
+}
+
+/// The lines of a multi-line reply, checked for RFC 959's form: `code-` first, `code ` last,
+/// and every line between them indented.
+fn multiline_body(code: u32, text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.trim_end_matches("\r\n").split("\r\n").collect();
+    assert!(lines.len() >= 2, "not a multi-line reply: {text:?}");
+    assert!(lines[0].starts_with(&format!("{code}-")), "{text:?}");
+    assert!(
+        lines[lines.len() - 1].starts_with(&format!("{code} ")),
+        "{text:?}"
+    );
+    let inner = &lines[1..lines.len() - 1];
+    assert!(inner.iter().all(|l| l.starts_with(' ')), "{text:?}");
+    inner.iter().map(|l| l.to_string()).collect()
+}
+
+#[tokio::test]
+async fn stat_with_a_path_lists_it_in_a_well_formed_multiline_reply() {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(home.join("dir")).unwrap();
+    std::fs::write(home.join("dir/a.txt"), b"aaa").unwrap();
+    std::fs::write(home.join("dir/b.txt"), b"bb").unwrap();
+    let mut raw = server.raw_login("alice").await;
+
+    let text = raw.expect("STAT dir", 213).await;
+    let body = multiline_body(213, &text);
+    assert!(text.starts_with("213-Status of \"dir\":"), "{text}");
+    assert!(text.ends_with("213 End of status\r\n"), "{text}");
+    assert_eq!(body.len(), 2, "{text}");
+    assert!(body.iter().any(|l| l.ends_with(" a.txt")), "{text}");
+
+    raw.expect("CWD dir", 250).await;
+    let text = raw.expect("STAT b.txt", 213).await;
+    let body = multiline_body(213, &text);
+    assert_eq!(body.len(), 1, "{text}");
+    assert!(body[0].starts_with(" -") && body[0].ends_with(" b.txt"), "{text}");
+
+    raw.expect("STAT missing", 550).await;
+    let text = raw.expect("STAT", 211).await;
+    multiline_body(211, &text);
+    assert_session_goes_on(&mut raw).await;
+}

@@ -28,11 +28,11 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let text: Vec<String> = vec![
-            "Help:".to_string(),
-            format!("Powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-            "View the docs at: https://unftp.rs/".to_string(),
-        ];
-        Ok(Reply::new_multiline(ReplyCode::HelpMessage, text))
+        // FERRY PATCH (server-name): upstream announced `libunftp 0.24.0`, telling anyone who
+        // asks which library and version to look up vulnerabilities for.
+        Ok(Reply::new(ReplyCode::HelpMessage, SERVER_NAME))
     }
 }
+
+/// FERRY PATCH (server-name): how HELP and STAT name the server (no version).
+pub(crate) const SERVER_NAME: &str = "Ferry FTP server";

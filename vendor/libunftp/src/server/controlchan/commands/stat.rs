@@ -27,7 +27,7 @@ use crate::{
             handler::{CommandContext, CommandHandler},
         },
     },
-    storage::{Error, ErrorKind, Metadata, StorageBackend},
+    storage::{Metadata, StorageBackend},
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -57,52 +57,58 @@ where
         match self.path.clone() {
             None => {
                 let session = args.session.lock().await;
+                // FERRY PATCH (server-name): no library name or version; and every status line
+                // starts with a space, as a multi-line reply's inner lines should.
                 let text: Vec<String> = vec![
-                    "server status:".to_string(),
-                    format!("powered by libunftp: {}", env!("CARGO_PKG_VERSION")),
-                    format!("sbe: {}", session.storage.name()),
-                    format!("authenticator: {}", args.auth_pipeline.name()),
-                    format!("user: {}", session.username.as_ref().unwrap()),
-                    format!("client addr: {}", session.source),
-                    format!("ftps configured: {}", args.tls_configured),
-                    format!("cmd channel in tls mode: {}", session.cmd_tls),
-                    format!("data channel in tls mode: {}", session.data_tls),
-                    format!("cwd: {}", session.cwd.to_string_lossy()),
-                    format!("rename from path: {:?}", session.rename_from),
-                    format!("offset for REST: {}", session.start_pos),
+                    format!("{} status", super::help::SERVER_NAME),
+                    format!(" sbe: {}", session.storage.name()),
+                    format!(" authenticator: {}", args.auth_pipeline.name()),
+                    format!(" user: {}", session.username.as_deref().unwrap_or("-")),
+                    format!(" client addr: {}", session.source),
+                    format!(" ftps configured: {}", args.tls_configured),
+                    format!(" cmd channel in tls mode: {}", session.cmd_tls),
+                    format!(" data channel in tls mode: {}", session.data_tls),
+                    format!(" cwd: {}", session.cwd.to_string_lossy()),
+                    format!(" rename from path: {:?}", session.rename_from),
+                    format!(" offset for REST: {}", session.start_pos),
+                    "End of status".to_string(),
                 ];
                 Ok(Reply::new_multiline(ReplyCode::SystemStatus, text))
             }
             Some(path) => {
-                let path: &str = std::str::from_utf8(&path)?;
-                let path_str = path.to_string();
-                let path = path.to_owned();
+                // FERRY PATCH (stat-path): RFC 959 STAT with a path is LIST over the control
+                // connection. Upstream listed the path as given (ignoring the working directory)
+                // with `list_vec`, which fails for a file (451), sent the entries as a 200 reply
+                // whose last line was an entry, and turned every error into 451. Now: the LIST
+                // lines of a directory or a file, each indented, between `213-Status of "path":`
+                // and `213 End of status`; storage errors keep their reply (550 for a missing path).
+                let path_str = String::from_utf8_lossy(&path).to_string();
 
                 let session = args.session.lock().await;
                 let user = session.user.clone();
                 let storage = Arc::clone(&session.storage);
+                let path = session.cwd.join(&path_str);
 
-                let tx_success: Sender<ControlChanMsg> = args.tx_control_chan.clone();
-                let tx_fail: Sender<ControlChanMsg> = args.tx_control_chan.clone();
+                let tx: Sender<ControlChanMsg> = args.tx_control_chan.clone();
                 let logger = args.logger;
 
                 tokio::spawn(async move {
-                    match storage.list_vec((*user).as_ref().unwrap(), path).await {
-                        Ok(lines) => {
+                    let msg = match storage.list_fmt((*user).as_ref().unwrap(), path).await {
+                        Ok(listing) => {
                             slog::info!(logger, "STAT: Successfully listed file or directory {:?}", path_str);
-                            if let Err(err) = tx_success
-                                .send(ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::CommandOkay, lines)))
-                                .await
-                            {
-                                slog::warn!(logger, "STAT: Could not send internal message to notify of STAT success: {}", err);
-                            }
+                            let listing = String::from_utf8_lossy(listing.get_ref());
+                            let mut lines = vec![format!("Status of \"{}\":", path_str.replace('"', "\"\""))];
+                            lines.extend(listing.lines().map(|line| format!(" {line}")));
+                            lines.push("End of status".to_string());
+                            ControlChanMsg::CommandChannelReply(Reply::new_multiline(ReplyCode::FileStatus, lines))
                         }
                         Err(e) => {
-                            slog::info!(logger, "STAT: Failure listing file or directory {:?}", path_str);
-                            if let Err(err) = tx_fail.send(ControlChanMsg::StorageError(Error::new(ErrorKind::LocalError, e))).await {
-                                slog::warn!(logger, "STAT: Could not send internal message to notify of STAT failure: {}", err);
-                            }
+                            slog::info!(logger, "STAT: Failure listing file or directory {:?}: {}", path_str, e);
+                            ControlChanMsg::StorageError(e)
                         }
+                    };
+                    if let Err(err) = tx.send(msg).await {
+                        slog::warn!(logger, "STAT: Could not send internal message with the STAT reply: {}", err);
                     }
                 });
                 Ok(Reply::none())
