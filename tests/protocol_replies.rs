@@ -269,3 +269,27 @@ async fn stat_with_a_path_lists_it_in_a_well_formed_multiline_reply() {
     multiline_body(211, &text);
     assert_session_goes_on(&mut raw).await;
 }
+
+#[tokio::test]
+async fn nlst_skips_ls_options_as_list_does() {
+    let server = TestServer::start().await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(home.join("dir")).unwrap();
+    std::fs::write(home.join("top.txt"), b"x").unwrap();
+    std::fs::write(home.join("dir/inner.txt"), b"x").unwrap();
+    let mut raw = server.raw_login("alice").await;
+    for (command, expected) in [
+        ("NLST -1", "top.txt"),
+        ("NLST -a", "top.txt"),
+        ("NLST -la", "top.txt"),
+        ("NLST -l dir", "inner.txt"),
+        ("NLST -a -l dir", "inner.txt"),
+    ] {
+        let data = raw.epsv(server.addr).await;
+        raw.expect(command, 150).await;
+        let names = String::from_utf8(read_all(data).await).unwrap();
+        assert_eq!(raw.reply().await.0, 226, "{command}");
+        assert!(names.lines().any(|l| l.ends_with(expected)), "{command}: {names:?}");
+    }
+    assert_session_goes_on(&mut raw).await;
+}

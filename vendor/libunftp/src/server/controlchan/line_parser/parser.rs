@@ -130,38 +130,17 @@ where
         }
         "LIST" => {
             let line = parse_to_eol(cmd_params)?;
-            let line_str = String::from_utf8_lossy(&line);
-            // RFC 3659 section 2.2: "Any additional spaces form part
-            // of the pathname." split_token_params already consumed the
-            // command separator. Consume only one separator per option too.
-            // https://www.rfc-editor.org/rfc/rfc3659#section-2.2
-            let mut remaining = line_str.as_ref();
-            while remaining.starts_with('-') {
-                if remaining == "--" {
-                    remaining = "";
-                    break;
-                }
-                if let Some(rest) = remaining.strip_prefix("-- ") {
-                    remaining = rest;
-                    break;
-                }
-                if let Some(pos) = remaining.find(' ') {
-                    remaining = &remaining[pos + 1..];
-                } else {
-                    remaining = "";
-                }
-            }
-            let path = if remaining.is_empty() { None } else { Some(remaining.to_string()) };
+            // FERRY PATCH (nlst-options): the option words are skipped by `skip_ls_options`,
+            // shared with NLST.
+            let path = skip_ls_options(&String::from_utf8_lossy(&line));
             // Note that currently we just throw arguments away.
             Command::List { options: None, path }
         }
         "NLST" => {
-            let path = parse_to_eol(cmd_params)?;
-            let path = if path.is_empty() {
-                None
-            } else {
-                Some(String::from_utf8_lossy(&path).to_string())
-            };
+            let line = parse_to_eol(cmd_params)?;
+            // FERRY PATCH (nlst-options): clients send `NLST -a` or `NLST -l dir` as they do for
+            // LIST; upstream took `-a` for a path (550 Directory not found).
+            let path = skip_ls_options(&String::from_utf8_lossy(&line));
             Command::Nlst { path }
         }
         "MLST" => {
@@ -418,6 +397,31 @@ where
     };
 
     Ok(cmd)
+}
+
+/// The path of a LIST or NLST line after its `ls` option words (`-la`, `-a`), if any.
+///
+/// RFC 3659 section 2.2: "Any additional spaces form part of the pathname." split_token_params
+/// already consumed the command separator; consume only one separator per option too.
+/// https://www.rfc-editor.org/rfc/rfc3659#section-2.2
+fn skip_ls_options(line: &str) -> Option<String> {
+    let mut remaining = line;
+    while remaining.starts_with('-') {
+        if remaining == "--" {
+            remaining = "";
+            break;
+        }
+        if let Some(rest) = remaining.strip_prefix("-- ") {
+            remaining = rest;
+            break;
+        }
+        if let Some(pos) = remaining.find(' ') {
+            remaining = &remaining[pos + 1..];
+        } else {
+            remaining = "";
+        }
+    }
+    if remaining.is_empty() { None } else { Some(remaining.to_string()) }
 }
 
 fn split_token_params(vec: &[u8]) -> (&[u8], &[u8]) {
