@@ -6,6 +6,9 @@
 mod common;
 
 use common::{PASSWORD, RawSession, TestServer, pattern, read_all};
+use std::net::SocketAddr;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 /// After a refusal, the session still answers.
 async fn assert_session_goes_on(raw: &mut RawSession) {
@@ -291,5 +294,116 @@ async fn nlst_skips_ls_options_as_list_does() {
         assert_eq!(raw.reply().await.0, 226, "{command}");
         assert!(names.lines().any(|l| l.ends_with(expected)), "{command}: {names:?}");
     }
+    assert_session_goes_on(&mut raw).await;
+}
+
+/// `EPRT |1|a.b.c.d|port|` or `EPRT |2|::1|port|` for a socket address.
+fn eprt_argument(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => format!("EPRT |1|{}|{}|", v4.ip(), v4.port()),
+        SocketAddr::V6(v6) => format!("EPRT |2|{}|{}|", v6.ip(), v6.port()),
+    }
+}
+
+/// EPRT to a fresh listener on `ip`, then the data connection the server opens to it.
+async fn eprt_connection(raw: &mut RawSession, ip: &str) -> tokio::net::TcpStream {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    raw.expect(eprt_argument(listener.local_addr().unwrap()), 200)
+        .await;
+    listener.accept().await.unwrap().0
+}
+
+fn active_mode(config: &mut ferry::config::Config) {
+    config.active_mode = true;
+}
+
+#[tokio::test]
+async fn eprt_to_the_clients_own_address_lists_and_transfers() {
+    let server = TestServer::start_with(active_mode, &common::default_users()).await;
+    std::fs::create_dir_all(server.home("alice")).unwrap();
+    let mut raw = server.raw_login("alice").await;
+    let content = pattern(300_000);
+
+    let mut data = eprt_connection(&mut raw, "127.0.0.1").await;
+    raw.expect("STOR round.bin", 150).await;
+    data.write_all(&content).await.unwrap();
+    drop(data);
+    assert_eq!(raw.reply().await.0, 226);
+
+    let data = eprt_connection(&mut raw, "127.0.0.1").await;
+    raw.expect("LIST", 150).await;
+    let listing = String::from_utf8(read_all(data).await).unwrap();
+    assert_eq!(raw.reply().await.0, 226);
+    assert!(listing.contains("round.bin"), "{listing}");
+
+    let data = eprt_connection(&mut raw, "127.0.0.1").await;
+    raw.expect("RETR round.bin", 150).await;
+    assert!(read_all(data).await == content);
+    assert_eq!(raw.reply().await.0, 226);
+
+    let feat = raw.expect("FEAT", 211).await;
+    assert!(feat.contains("\r\n EPRT\r\n"), "{feat}");
+}
+
+/// True when a connection is waiting on `listener` (checked without blocking).
+fn has_pending_connection(listener: &std::net::TcpListener) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    listener.accept().is_ok()
+}
+
+#[tokio::test]
+async fn eprt_elsewhere_or_to_a_privileged_port_is_refused_before_connecting() {
+    let server = TestServer::start_with(active_mode, &common::default_users()).await;
+    let mut raw = server.raw_login("alice").await;
+    // Another host (a bounce target), listening: it must see no connection attempt.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    raw.expect(eprt_argument(elsewhere.local_addr().unwrap()), 504)
+        .await;
+    assert!(!has_pending_connection(&elsewhere), "EPRT connected");
+    raw.expect("EPRT |1|10.0.0.1|2000|", 504).await;
+    // The client's own address, but a privileged port (RFC 2577).
+    raw.expect("EPRT |1|127.0.0.1|25|", 504).await;
+    // An address family other than IPv4 and IPv6; then malformed arguments.
+    raw.expect("EPRT |3|127.0.0.1|2000|", 522).await;
+    for bad in ["EPRT 127.0.0.1", "EPRT |1|127.0.0.1|", "EPRT |1|::1|2000|"] {
+        raw.expect(bad, 501).await;
+    }
+    assert_session_goes_on(&mut raw).await;
+}
+
+#[tokio::test]
+async fn eprt_is_refused_when_active_mode_is_off() {
+    let server = TestServer::start_with(|c| c.active_mode = false, &common::default_users()).await;
+    let mut raw = server.raw_login("alice").await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    raw.send(eprt_argument(listener.local_addr().unwrap())).await;
+    let (code, text) = raw.reply().await;
+    assert_eq!(code / 100, 5, "EPRT with active mode off: {text}");
+    assert!(!has_pending_connection(&listener), "EPRT connected");
+    assert_session_goes_on(&mut raw).await;
+}
+
+#[tokio::test]
+async fn eprt_works_over_ipv6() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let server = TestServer::start_with(
+        |c| {
+            c.bind = "[::1]:0".parse().unwrap();
+            c.active_mode = true;
+        },
+        &common::default_users(),
+    )
+    .await;
+    std::fs::create_dir_all(server.home("alice")).unwrap();
+    std::fs::write(server.home("alice").join("v6.txt"), b"over ipv6").unwrap();
+    let mut raw = server.raw_login("alice").await;
+    let data = eprt_connection(&mut raw, "::1").await;
+    raw.expect("RETR v6.txt", 150).await;
+    assert_eq!(read_all(data).await, b"over ipv6");
+    assert_eq!(raw.reply().await.0, 226);
+    raw.expect("EPRT |2|::1|25|", 504).await;
     assert_session_goes_on(&mut raw).await;
 }

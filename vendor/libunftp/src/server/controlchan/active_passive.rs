@@ -24,7 +24,8 @@ where
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
         match (self.mode, &event) {
-            (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. })) => {
+            // FERRY PATCH (eprt): EPRT is active mode too.
+            (ActivePassiveMode::PassiveOnly, Event::Command(Command::Port { .. } | Command::Eprt { .. })) => {
                 Ok(Reply::new(ReplyCode::CommandNotImplemented, "Active mode not enabled."))
             }
             (ActivePassiveMode::ActiveOnly, Event::Command(Command::Pasv)) => Ok(Reply::new(ReplyCode::CommandNotImplemented, "Passive mode not enabled.")),

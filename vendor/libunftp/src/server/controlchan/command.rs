@@ -44,6 +44,11 @@ pub enum Command {
         /// The address to use to make an active connection to the client
         addr: String,
     },
+    /// FERRY PATCH (eprt): RFC 2428's PORT for IPv4 and IPv6, `|1|h.h.h.h|port|`.
+    Eprt {
+        /// The argument as sent, delimiters included.
+        addr: String,
+    },
     Retr {
         /// The path to the file the client would like to retrieve.
         path: String,

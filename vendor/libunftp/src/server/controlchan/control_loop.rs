@@ -504,6 +504,8 @@ where
             Command::Pasv => Box::new(commands::Pasv::new()),
             Command::Epsv => Box::new(commands::Epsv::new()),
             Command::Port { addr } => Box::new(commands::Port::new(addr)),
+            // FERRY PATCH (eprt)
+            Command::Eprt { addr } => Box::new(commands::Eprt::new(addr)),
             Command::Retr { .. } => Box::new(commands::Retr),
             Command::Stor { .. } => Box::new(commands::Stor),
             Command::List { .. } => Box::new(commands::List),

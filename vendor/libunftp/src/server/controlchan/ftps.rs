@@ -116,6 +116,8 @@ where
             Event::Command(Command::Pasv)
                 | Event::Command(Command::Epsv)
                 | Event::Command(Command::Port { .. })
+                // FERRY PATCH (eprt)
+                | Event::Command(Command::Eprt { .. })
                 | Event::Command(Command::Prot { param: ProtParam::Clear })
         );
         if !guarded || self.ftps_requirement == FtpsRequired::None {

@@ -30,7 +30,8 @@ where
         // those sent by default; without them a client cannot know what OPTS MLST may select.
         let mlst: String = super::mlst::MLST_FACTS.iter().map(|fact| format!("{fact}*;")).collect();
         let mlst = format!(" MLST {mlst}");
-        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPSV", &mlst, " MLSD"];
+        // FERRY PATCH (eprt): EPRT is listed beside EPSV, as vsftpd and ProFTPD do.
+        let mut feat_text = vec![" SIZE", " MDTM", " UTF8", " EPRT", " EPSV", &mlst, " MLSD"];
 
         // Add the features. According to the spec each feature line must be
         // indented by a space.

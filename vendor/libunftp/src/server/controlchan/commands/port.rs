@@ -33,7 +33,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 
@@ -49,8 +49,9 @@ impl Port {
 
     // modifies the session by adding channels that are used to communicate with the data connection
     // processing loop.
+    // FERRY PATCH (eprt): an associated function (no `self`), for `connect_active`.
     #[tracing_attributes::instrument]
-    async fn setup_inter_loop_comms<S, U>(&self, session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
+    async fn setup_inter_loop_comms<S, U>(session: SharedSession<S, U>, control_loop_tx: Sender<ControlChanMsg>)
     where
         U: UserDetail + 'static,
         S: StorageBackend<U> + 'static,
@@ -90,15 +91,30 @@ where
         }
         let port = ((bytes[4] as u16) << 8) | bytes[5] as u16;
         let addr = SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port);
+        // FERRY PATCH (eprt): the connection is made by `connect_active`, shared with EPRT.
+        Ok(Port::connect_active(SocketAddr::V4(addr), "PORT", session, tx, logger).await)
+    }
+}
 
+impl Port {
+    /// FERRY PATCH (eprt): opens the active-mode data connection that PORT or EPRT asked for and
+    /// hands it to the data channel; the reply says whether that worked.
+    pub(super) async fn connect_active<S, U>(addr: SocketAddr, command: &str, session: SharedSession<S, U>, tx: Sender<ControlChanMsg>, logger: slog::Logger) -> Reply
+    where
+        U: UserDetail + 'static,
+        S: StorageBackend<U> + 'static,
+        S::Metadata: Metadata,
+    {
+        let port = addr.port();
         // FERRY PATCH (port-bounce): refuse to connect anywhere but the client's own address, and
         // never to a privileged port (RFC 2577 section 3), *before* any connection is attempted:
         // upstream connects first and only then compares addresses, which still lets a client
         // use the server to probe third-party hosts.
         let client_ip = session.lock().await.source.ip().to_canonical();
-        if std::net::IpAddr::V4(*addr.ip()) != client_ip || port < 1024 {
-            slog::warn!(logger, "Refusing PORT to {} for a client at {}", addr, client_ip);
-            return Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "PORT must name your own address and a port above 1023"));
+        if addr.ip().to_canonical() != client_ip || port < 1024 {
+            slog::warn!(logger, "Refusing {} to {} for a client at {}", command, addr, client_ip);
+            let text = format!("{command} must name your own address and a port above 1023");
+            return Reply::new_with_string(ReplyCode::CommandNotImplementedForParameter, text);
         }
 
         let stream: io::Result<TcpStream> = TcpStream::connect(addr).await;
@@ -106,16 +122,16 @@ where
         let stream = match stream {
             Err(e) => {
                 slog::error!(logger, "Could not connect to client for active mode: {}", e);
-                return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection"));
+                return Reply::new(ReplyCode::CantOpenDataConnection, "Could not establish data connection");
             }
             Ok(s) => s,
         };
         // FERRY PATCH (nodelay): the reply that follows a transfer must not wait on Nagle.
         let _ = stream.set_nodelay(true);
 
-        self.setup_inter_loop_comms(session.clone(), tx).await;
+        Port::setup_inter_loop_comms(session.clone(), tx).await;
         datachan::spawn_processing(logger, session, stream).await;
 
-        Ok(Reply::new(ReplyCode::CommandOkay, "PORT command successful"))
+        Reply::new_with_string(ReplyCode::CommandOkay, format!("{command} command successful"))
     }
 }

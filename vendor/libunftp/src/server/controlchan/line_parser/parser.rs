@@ -102,6 +102,16 @@ where
             let addr = String::from_utf8_lossy(&params);
             Command::Port { addr: addr.to_string() }
         }
+        // FERRY PATCH (eprt)
+        "EPRT" => {
+            let params = parse_to_eol(cmd_params)?;
+            if params.is_empty() {
+                return Err(ParseErrorKind::InvalidCommand.into());
+            }
+            Command::Eprt {
+                addr: String::from_utf8_lossy(&params).to_string(),
+            }
+        }
         "RETR" => {
             let path = parse_to_eol(cmd_params)?;
             if path.is_empty() {
