@@ -47,7 +47,8 @@ async fn opts_mlst_selects_the_facts_feat_advertises() {
 
     let feat = raw.expect("FEAT", 211).await;
     assert!(
-        feat.lines().any(|l| l.starts_with(" MLST type*;size*;modify*;")),
+        feat.lines()
+            .any(|l| l.starts_with(" MLST type*;size*;modify*;")),
         "{feat}"
     );
     let text = raw.expect("OPTS MLST type;size;modify;", 200).await;
@@ -89,8 +90,10 @@ async fn pipelined_commands_answered_from_other_tasks_keep_their_order() {
     std::fs::create_dir_all(server.home("alice").join("d")).unwrap();
     std::fs::write(server.home("alice").join("d/f.txt"), b"abc").unwrap();
     let mut raw = server.raw_login("alice").await;
-    raw.send("CWD d\r\nPWD\r\nMKD sub\r\nSIZE f.txt\r\nMDTM f.txt\r\nRNFR f.txt\r\nRNTO g.txt\r\nNOOP")
-        .await;
+    raw.send(
+        "CWD d\r\nPWD\r\nMKD sub\r\nSIZE f.txt\r\nMDTM f.txt\r\nRNFR f.txt\r\nRNTO g.txt\r\nNOOP",
+    )
+    .await;
     assert_eq!(
         reply_codes(&mut raw, 8).await,
         [250, 257, 257, 213, 213, 350, 250, 200]
@@ -200,10 +203,7 @@ async fn mkd_quotes_the_created_path_and_says_when_it_already_exists() {
         "257 \"/say \"\"hi\"\"\" created\r\n"
     );
     raw.expect("CWD say \"hi\"", 250).await;
-    assert_eq!(
-        raw.expect("PWD", 257).await,
-        "257 \"/say \"\"hi\"\"\"\r\n"
-    );
+    assert_eq!(raw.expect("PWD", 257).await, "257 \"/say \"\"hi\"\"\"\r\n");
     raw.expect("CWD /", 250).await;
 
     let text = raw.expect("MKD created-dir", 550).await;
@@ -223,7 +223,10 @@ async fn help_and_stat_name_ferry_without_a_library_version() {
     for (command, code) in [("HELP", 214), ("STAT", 211)] {
         let text = raw.expect(command, code).await;
         assert!(text.contains("Ferry FTP server"), "{command}: {text}");
-        assert!(!text.to_lowercase().contains("libunftp"), "{command}: {text}");
+        assert!(
+            !text.to_lowercase().contains("libunftp"),
+            "{command}: {text}"
+        );
         assert!(!text.contains("0.24"), "{command}: {text}");
     }
     raw.expect("SYST", 215).await;
@@ -265,7 +268,10 @@ async fn stat_with_a_path_lists_it_in_a_well_formed_multiline_reply() {
     let text = raw.expect("STAT b.txt", 213).await;
     let body = multiline_body(213, &text);
     assert_eq!(body.len(), 1, "{text}");
-    assert!(body[0].starts_with(" -") && body[0].ends_with(" b.txt"), "{text}");
+    assert!(
+        body[0].starts_with(" -") && body[0].ends_with(" b.txt"),
+        "{text}"
+    );
 
     raw.expect("STAT missing", 550).await;
     let text = raw.expect("STAT", 211).await;
@@ -292,7 +298,10 @@ async fn nlst_skips_ls_options_as_list_does() {
         raw.expect(command, 150).await;
         let names = String::from_utf8(read_all(data).await).unwrap();
         assert_eq!(raw.reply().await.0, 226, "{command}");
-        assert!(names.lines().any(|l| l.ends_with(expected)), "{command}: {names:?}");
+        assert!(
+            names.lines().any(|l| l.ends_with(expected)),
+            "{command}: {names:?}"
+        );
     }
     assert_session_goes_on(&mut raw).await;
 }
@@ -376,7 +385,8 @@ async fn eprt_is_refused_when_active_mode_is_off() {
     let server = TestServer::start_with(|c| c.active_mode = false, &common::default_users()).await;
     let mut raw = server.raw_login("alice").await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    raw.send(eprt_argument(listener.local_addr().unwrap())).await;
+    raw.send(eprt_argument(listener.local_addr().unwrap()))
+        .await;
     let (code, text) = raw.reply().await;
     assert_eq!(code / 100, 5, "EPRT with active mode off: {text}");
     assert!(!has_pending_connection(&listener), "EPRT connected");
@@ -405,5 +415,17 @@ async fn eprt_works_over_ipv6() {
     assert_eq!(read_all(data).await, b"over ipv6");
     assert_eq!(raw.reply().await.0, 226);
     raw.expect("EPRT |2|::1|25|", 504).await;
+    assert_session_goes_on(&mut raw).await;
+}
+
+/// A name longer than the filesystem allows (NAME_MAX, 255 bytes) is a name not allowed (553),
+/// not a local error (451), and the session goes on.
+#[tokio::test]
+async fn a_file_name_longer_than_the_filesystem_allows_gets_553() {
+    let server = TestServer::start().await;
+    let mut raw = server.raw_login("alice").await;
+    let long = "n".repeat(256);
+    raw.expect(format!("MKD {long}"), 553).await;
+    raw.expect(format!("SIZE {long}"), 553).await;
     assert_session_goes_on(&mut raw).await;
 }
