@@ -54,7 +54,7 @@ async fn opts_mlst_selects_the_facts_feat_advertises() {
     let text = raw.expect("OPTS MLST type;size;modify;", 200).await;
     assert_eq!(text, "200 MLST OPTS type;size;modify;\r\n");
     // Unknown facts are ignored; the reply names those that will be sent.
-    let text = raw.expect("OPTS MLST Size;UNIX.mode;", 200).await;
+    let text = raw.expect("OPTS MLST Size;UNIX.owner;", 200).await;
     assert_eq!(text, "200 MLST OPTS size;\r\n");
     let facts = raw.expect("MLST f.txt", 250).await;
     assert!(facts.contains(" size=5; "), "{facts}");

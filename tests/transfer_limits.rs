@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 /// Passive ports of its own, below Linux's ephemeral range.
 const PORTS: RangeInclusive<u16> = 30700..=30750;
 
+fn descriptors_of_this_process() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
 fn threads_of_this_process() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     status
@@ -37,6 +43,7 @@ async fn stalled_transfers_past_max_transfers_are_refused_and_logins_and_listing
     std::fs::create_dir_all(server.home("reader")).unwrap();
     std::fs::write(server.home("reader").join("doc.txt"), b"for the others").unwrap();
     let threads_before = threads_of_this_process();
+    let descriptors_before = descriptors_of_this_process();
 
     // One user fills every transfer slot with uploads that send nothing.
     let mut stalled = Vec::new();
@@ -63,6 +70,14 @@ async fn stalled_transfers_past_max_transfers_are_refused_and_logins_and_listing
     assert!(
         grown <= MAX_TRANSFERS + 4,
         "{grown} more threads for {MAX_TRANSFERS} running and 8 refused transfers"
+    );
+    // Both ends are in this process: 4 descriptors per session (control and data, client and
+    // server), and a running upload adds its file, a duplicate of its socket and a pipe.
+    let sessions = MAX_TRANSFERS + 8;
+    let opened = descriptors_of_this_process().saturating_sub(descriptors_before);
+    assert!(
+        opened <= 4 * sessions + 4 * MAX_TRANSFERS + 10,
+        "{opened} more descriptors for {sessions} sessions and {MAX_TRANSFERS} running transfers"
     );
 
     // Everyone else still logs in and lists at once.

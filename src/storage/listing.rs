@@ -1,7 +1,10 @@
-//! Directory listings in the formats stock clients parse: `ls -l` lines for LIST, names for NLST.
+//! Directory listings in the formats stock clients parse: `ls -l` lines for LIST, names for
+//! NLST, RFC 3659 facts for MLSD and MLST (with `perm`: what this user may do with the entry).
 
 use super::{Entry, EntryKind};
-use chrono::{DateTime, Datelike, Local, Timelike};
+use crate::accounts::users::Permissions;
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
+pub use libunftp::storage::ListingFormat;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +21,97 @@ const MONTHS: [&[u8; 3]; 12] = [
 
 /// Bytes of a typical line, to size the listing once (`ls -l` columns plus a short name).
 const TYPICAL_LINE: usize = 72;
+
+/// What a listing is for and what it says: the format, the MLST facts the client chose, and
+/// the permissions of the user it is for (the `perm` fact).
+#[derive(Debug, Clone)]
+pub struct ListingStyle {
+    pub format: ListingFormat,
+    pub facts: Vec<&'static str>,
+    pub permissions: Permissions,
+    pub now: SystemTime,
+}
+
+/// `entries` in `style`: whole lines, so pages can be sent one after another. For
+/// [`ListingFormat::MlstEntry`] only the first entry's facts, without name or line break.
+pub fn format_page(style: &ListingStyle, entries: &[(String, Entry)]) -> Vec<u8> {
+    match style.format {
+        ListingFormat::Long => long_format(entries, style.now),
+        ListingFormat::Names => names(entries),
+        ListingFormat::Mlsd => {
+            let mut text = Vec::with_capacity(entries.len() * TYPICAL_LINE);
+            for (name, entry) in entries {
+                text.extend_from_slice(facts(entry, &style.facts, &style.permissions).as_bytes());
+                text.push(b' ');
+                text.extend_from_slice(name.as_bytes());
+                text.extend_from_slice(b"\r\n");
+            }
+            text
+        }
+        ListingFormat::MlstEntry => entries
+            .first()
+            .map(|(_, entry)| facts(entry, &style.facts, &style.permissions).into_bytes())
+            .unwrap_or_default(),
+    }
+}
+
+/// The RFC 3659 facts of `entry` that are `selected`, each followed by `;`:
+/// `type=file;size=1024;modify=20241121052400;perm=radfw;UNIX.mode=0644;`.
+pub fn facts(entry: &Entry, selected: &[&str], permissions: &Permissions) -> String {
+    let wanted = |fact: &str| selected.iter().any(|s| s.eq_ignore_ascii_case(fact));
+    let is_dir = entry.kind == EntryKind::Dir;
+    let mut text = String::new();
+    if wanted("type") {
+        text.push_str(if is_dir { "type=dir;" } else { "type=file;" });
+    }
+    if wanted("size") && !is_dir {
+        text.push_str(&format!("size={};", entry.len));
+    }
+    if wanted("modify")
+        && let Some(modified) = entry.modified
+    {
+        let utc: DateTime<Utc> = modified.into();
+        text.push_str(&format!("modify={};", utc.format("%Y%m%d%H%M%S")));
+    }
+    if wanted("perm") {
+        text.push_str(&format!("perm={};", perm_fact(is_dir, permissions)));
+    }
+    if wanted("UNIX.mode") {
+        text.push_str(&format!("UNIX.mode=0{:o};", entry.mode & 0o7777));
+    }
+    text
+}
+
+/// RFC 3659 section 7.5.5, from what the user may do (not from the file's mode bits: Ferry's
+/// permissions decide). Files: r(etrieve), a(ppend), w(rite over), d(elete), f (rename).
+/// Directories: e(nter), l(ist), c(reate files), m(ake directories), p(urge entries),
+/// d(elete), f (rename).
+fn perm_fact(is_dir: bool, p: &Permissions) -> String {
+    let flags: &[(bool, char)] = if is_dir {
+        &[
+            (true, 'e'),
+            (p.list, 'l'),
+            (p.upload, 'c'),
+            (p.mkdir, 'm'),
+            (p.delete, 'p'),
+            (p.rmdir, 'd'),
+            (p.rename, 'f'),
+        ]
+    } else {
+        &[
+            (p.download, 'r'),
+            (p.upload, 'a'),
+            (p.upload && p.overwrite, 'w'),
+            (p.delete, 'd'),
+            (p.rename, 'f'),
+        ]
+    };
+    flags
+        .iter()
+        .filter(|(allowed, _)| *allowed)
+        .map(|(_, flag)| *flag)
+        .collect()
+}
 
 /// One `ls -l` line per entry, e.g. `-rw-r--r--    1 ftp ftp          1024 Nov 21 05:24 report.pdf`.
 /// Owner and group are always `ftp`: local uids mean nothing to the client and reveal the host.

@@ -6,7 +6,7 @@
 //! target's directory and renamed over the final name only when complete.
 
 use super::cached::{self, CachedRead};
-use super::store::{CommitGate, Entry, EntryKind, Store, StoreError};
+use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
 use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
 use async_trait::async_trait;
@@ -77,17 +77,21 @@ impl Store for LocalStore {
             .await
     }
 
-    /// One stat decides between a directory's entries and the file itself, in one blocking
-    /// task: a LIST is then one hop off the async runtime, not two.
-    async fn listing(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+    /// One stat decides between a directory and the file itself, and the directory is opened
+    /// in the same blocking task: a LIST is one hop off the async runtime before its first page.
+    async fn listing(&self, path: &UserPath) -> Result<Listing, StoreError> {
         let path = path.clone();
         self.blocking(move |home| {
             let metadata = home.metadata(path.relative())?;
-            if metadata.is_dir() {
-                read_entries(&home.open_dir(path.relative())?)
-            } else {
-                Ok(vec![(path.file_name(), entry_from(&metadata))])
+            if !metadata.is_dir() {
+                return Ok(Listing::File(path.file_name(), entry_from(&metadata)));
             }
+            let dir = home.open_dir(path.relative())?;
+            let entries = dir.entries()?;
+            Ok(Listing::Dir(Box::new(LocalPages {
+                dir: Arc::new(dir),
+                entries: Some(entries),
+            })))
         })
         .await
     }
@@ -256,12 +260,58 @@ fn open_home(home: &Path) -> io::Result<Arc<Dir>> {
     Ok(dir)
 }
 
-/// The entries of `dir` without upload temporaries. A symlink is listed as what it leads to
+/// Entries of one directory per page: a listing holds this many entries in memory at a time,
+/// and each page is one blocking-pool task.
+const LISTING_PAGE: usize = 1000;
+
+/// A local directory being listed; its `ReadDir` moves to the blocking pool for each page.
+struct LocalPages {
+    dir: Arc<Dir>,
+    /// None once exhausted (or while a page is read).
+    entries: Option<cap_std::fs::ReadDir>,
+}
+
+#[async_trait]
+impl EntryPages for LocalPages {
+    async fn next_page(&mut self) -> Result<Option<Vec<(String, Entry)>>, StoreError> {
+        let Some(mut entries) = self.entries.take() else {
+            return Ok(None);
+        };
+        let dir = self.dir.clone();
+        let (entries, page) = tokio::task::spawn_blocking(move || {
+            let page = read_page(&dir, &mut entries, LISTING_PAGE);
+            (entries, page)
+        })
+        .await
+        .map_err(|join_error| StoreError::Io(io::Error::other(join_error)))?;
+        let page = page?;
+        if page.is_empty() {
+            return Ok(None);
+        }
+        self.entries = Some(entries);
+        Ok(Some(page))
+    }
+}
+
+/// All entries of `dir` (see [`read_page`]).
+fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
+    let mut entries = dir.entries()?;
+    read_page(dir, &mut entries, usize::MAX)
+}
+
+/// Up to `max` entries of `dir` from `entries`, without upload temporaries. A symlink is listed as what it leads to
 /// within the home; one that leads outside the home (or nowhere) is left out, since no command
 /// can use it: listing it as a 0-byte file from 1970 only misled clients.
-fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
-    let mut entries = Vec::new();
-    for dir_entry in dir.entries()? {
+fn read_page(
+    dir: &Dir,
+    entries: &mut cap_std::fs::ReadDir,
+    max: usize,
+) -> Result<Vec<(String, Entry)>, StoreError> {
+    let mut page = Vec::new();
+    while page.len() < max {
+        let Some(dir_entry) = entries.next() else {
+            break;
+        };
         let dir_entry = dir_entry?;
         let Ok(name) = dir_entry.file_name().into_string() else {
             continue; // names that are not UTF-8 cannot be sent in a UTF-8 listing
@@ -281,9 +331,9 @@ fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
         } else {
             entry_from(&metadata)
         };
-        entries.push((name, entry));
+        page.push((name, entry));
     }
-    Ok(entries)
+    Ok(page)
 }
 
 fn entry_from(metadata: &cap_std::fs::Metadata) -> Entry {

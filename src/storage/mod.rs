@@ -14,6 +14,7 @@ mod cached;
 mod context;
 mod errors;
 mod listing;
+mod listing_stream;
 mod local;
 pub mod paths;
 mod readiness;
@@ -22,7 +23,7 @@ mod store;
 pub use context::{SessionContext, TransferGuard};
 pub use local::{LocalStore, remove_stale_temporaries};
 pub use readiness::check_root_writable;
-pub use store::{CommitGate, Entry, EntryKind, Store, StoreError};
+pub use store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
 
 use crate::accounts::auth::FerryUser;
 use crate::accounts::users::Permissions;
@@ -31,6 +32,8 @@ use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::storage::paths::{UserPath, resolve_user_path};
 use crate::transfer;
 use async_trait::async_trait;
+use listing::{ListingFormat, ListingStyle};
+use listing_stream::ListingStream;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,9 +43,6 @@ use unftp_core::storage::{self as ftp, FEATURE_RESTART, Fileinfo, StorageBackend
 /// Longest wait at shutdown for a client to acknowledge a finished download's last bytes; the
 /// shutdown grace period bounds it too.
 const DELIVERY_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(30);
-
-/// Listings with more entries than this are formatted on the blocking pool (see `list_fmt`).
-const FORMAT_INLINE_MAX_ENTRIES: usize = 500;
 
 /// One session's storage backend (libunftp builds one per connection).
 #[derive(Debug)]
@@ -121,6 +121,37 @@ impl<S: Store> FerryStorage<S> {
         let counted = result.as_ref().ok().and_then(&bytes);
         self.record(user, op, &path.to_string(), counted, started, outcome);
         result.map_err(errors::to_ftp_error)
+    }
+
+    /// Audits a listing answered whole and hands it to libunftp.
+    fn finish_listing(
+        &self,
+        user: &FerryUser,
+        path: &UserPath,
+        started: Instant,
+        text: Result<Vec<u8>, StoreError>,
+    ) -> ftp::Result<std::io::Cursor<Vec<u8>>> {
+        self.finish(user, Op::Ls, path, started, text, |text| {
+            Some(text.len() as u64)
+        })
+        .map(std::io::Cursor::new)
+    }
+
+    /// MLST: the facts of the path itself, audited as the size lookup it replaces.
+    async fn mlst_entry(
+        &self,
+        user: &FerryUser,
+        path: &Path,
+        style: &ListingStyle,
+    ) -> ftp::Result<std::io::Cursor<Vec<u8>>> {
+        let started = Instant::now();
+        let path = self.authorize(user, Op::Size, path, |p| p.list)?;
+        let result = self.store.entry(&path).await;
+        let entry = self.finish(user, Op::Size, &path, started, result, |entry| {
+            Some(entry.len)
+        })?;
+        let text = listing::format_page(style, &[(path.file_name(), entry)]);
+        Ok(std::io::Cursor::new(text))
     }
 
     /// Uploads replace a file only if the user may overwrite it.
@@ -293,31 +324,62 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         self.finish(user, Op::Ls, &path, started, result, |_| None)
     }
 
+    /// Every listing: LIST, NLST, MLSD (streamed page by page, see `listing_stream`), MLST
+    /// (the path's own facts) and STAT with a path (whole), told apart by libunftp's
+    /// `listings-by-backend` patch.
     async fn list_fmt<P>(&self, user: &FerryUser, path: P) -> ftp::Result<std::io::Cursor<Vec<u8>>>
     where
         P: AsRef<Path> + Send + Debug,
     {
         let started = Instant::now();
-        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list)?;
-        let result = match self.store.listing(&path).await {
-            // Formatting takes ~0.2 µs an entry: past a few hundred entries that would hold
-            // an async worker (and every session queued on it) for too long.
-            Ok(entries) if entries.len() > FORMAT_INLINE_MAX_ENTRIES => {
-                tokio::task::spawn_blocking(move || {
-                    listing::long_format(&entries, SystemTime::now())
-                })
-                .await
-                .map_err(|join_error| StoreError::Io(std::io::Error::other(join_error)))
-            }
-            Ok(entries) => Ok(listing::long_format(&entries, SystemTime::now())),
-            Err(error) => Err(error),
+        let request = libunftp::storage::listing_request();
+        let streamed = request.is_some();
+        let (format, facts) = request.unwrap_or((ListingFormat::Long, Vec::new()));
+        let style = ListingStyle {
+            format,
+            facts,
+            permissions: user.permissions,
+            now: SystemTime::now(),
         };
-        let result = self.finish(user, Op::Ls, &path, started, result, |text| {
-            Some(text.len() as u64)
+        if format == ListingFormat::MlstEntry {
+            return self.mlst_entry(user, path.as_ref(), &style).await;
+        }
+        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list)?;
+        let pages = match self.store.listing(&path).await {
+            Ok(Listing::Dir(pages)) => pages,
+            Ok(Listing::File(name, entry)) => {
+                let text = Ok(listing::format_page(&style, &[(name, entry)]));
+                return self.finish_listing(user, &path, started, text);
+            }
+            Err(error) => return self.finish_listing(user, &path, started, Err(error)),
+        };
+        if !streamed {
+            let text = read_whole_listing(pages, &style).await;
+            return self.finish_listing(user, &path, started, text);
+        }
+        let (audit, name, ip, shown) = (
+            self.audit.clone(),
+            user.name.clone(),
+            self.session.client_ip(),
+            path.to_string(),
+        );
+        let on_finish = Box::new(move |bytes: u64, result: Result<(), String>| {
+            audit.record(AuditRecord {
+                op: Op::Ls,
+                user: &name,
+                client_ip: ip,
+                path: &shown,
+                bytes: Some(bytes),
+                duration: started.elapsed(),
+                outcome: result.map_or_else(Outcome::Failed, |()| Outcome::Ok),
+            });
         });
-        result.map(std::io::Cursor::new)
+        let stream = ListingStream::new(style, pages, on_finish);
+        libunftp::storage::stream_listing(Box::new(stream));
+        Ok(std::io::Cursor::new(Vec::new()))
     }
 
+    /// NLST as libunftp's own trait method (Ferry's libunftp sends NLST through `list_fmt`).
     async fn nlst<P>(&self, user: &FerryUser, path: P) -> std::io::Result<std::io::Cursor<Vec<u8>>>
     where
         P: AsRef<Path> + Send + Debug,
@@ -326,16 +388,19 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let path = self
             .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
             .map_err(std::io::Error::other)?;
-        let result = self
-            .store
-            .listing(&path)
-            .await
-            .map(|entries| listing::names(&entries));
-        self.finish(user, Op::Ls, &path, started, result, |text| {
-            Some(text.len() as u64)
-        })
-        .map(std::io::Cursor::new)
-        .map_err(std::io::Error::other)
+        let style = ListingStyle {
+            format: ListingFormat::Names,
+            facts: Vec::new(),
+            permissions: user.permissions,
+            now: SystemTime::now(),
+        };
+        let text = match self.store.listing(&path).await {
+            Ok(Listing::Dir(pages)) => read_whole_listing(pages, &style).await,
+            Ok(Listing::File(name, entry)) => Ok(listing::format_page(&style, &[(name, entry)])),
+            Err(error) => Err(error),
+        };
+        self.finish_listing(user, &path, started, text)
+            .map_err(std::io::Error::other)
     }
 
     async fn get_into<'a, P, W: ?Sized>(
@@ -495,4 +560,16 @@ impl std::fmt::Display for UserPathPair<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} -> {}", self.0, self.1)
     }
+}
+
+/// Every page of `pages` in `style`, for the listings that are not sent on a data connection.
+async fn read_whole_listing(
+    mut pages: Box<dyn EntryPages>,
+    style: &ListingStyle,
+) -> Result<Vec<u8>, StoreError> {
+    let mut text = Vec::new();
+    while let Some(page) = pages.next_page().await? {
+        text.extend_from_slice(&listing::format_page(style, &page));
+    }
+    Ok(text)
 }

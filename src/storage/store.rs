@@ -94,6 +94,32 @@ impl From<io::Error> for StoreError {
     }
 }
 
+/// A directory's entries, read a page at a time.
+#[async_trait]
+pub trait EntryPages: Send {
+    /// The next page of entries (upload temporaries left out, in no particular order); None
+    /// once every entry has been given.
+    async fn next_page(&mut self) -> Result<Option<Vec<(String, Entry)>>, StoreError>;
+}
+
+/// What a listing of a path holds.
+pub enum Listing {
+    /// A directory: its entries, page by page.
+    Dir(Box<dyn EntryPages>),
+    /// A file (or anything not a directory): its one entry, under its own name.
+    File(String, Entry),
+}
+
+/// All entries in one page, for stores that read a directory whole.
+struct OnePage(Option<Vec<(String, Entry)>>);
+
+#[async_trait]
+impl EntryPages for OnePage {
+    async fn next_page(&mut self) -> Result<Option<Vec<(String, Entry)>>, StoreError> {
+        Ok(self.0.take())
+    }
+}
+
 /// Asked once an upload's data has all arrived, just before it is made visible: the policy's
 /// last chance to refuse (for instance because the control connection died meanwhile). Asked
 /// from whatever thread finishes the upload.
@@ -113,14 +139,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The entries of a directory, without upload temporaries, in no particular order.
     async fn list(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError>;
 
-    /// What LIST and NLST show: the entries of a directory, or the one entry of a file under
-    /// its own name, as `ls` does. A store that can answer in one step should.
-    async fn listing(&self, path: &UserPath) -> Result<Vec<(String, Entry)>, StoreError> {
+    /// What LIST, NLST and MLSD show: the entries of a directory, page by page, or the one
+    /// entry of a file under its own name, as `ls` does. A store that can page through a
+    /// directory should, so that listing one of any size holds one page in memory; this
+    /// default reads it whole.
+    async fn listing(&self, path: &UserPath) -> Result<Listing, StoreError> {
         let entry = self.entry(path).await?;
         if entry.kind == EntryKind::Dir {
-            return self.list(path).await;
+            let entries = self.list(path).await?;
+            return Ok(Listing::Dir(Box::new(OnePage(Some(entries)))));
         }
-        Ok(vec![(path.file_name(), entry)])
+        Ok(Listing::File(path.file_name(), entry))
     }
 
     /// Sends a regular file from `offset` to `out`.

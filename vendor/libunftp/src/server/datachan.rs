@@ -12,6 +12,8 @@ use crate::{
 
 use crate::server::chancomms::DataChanCmd;
 use crate::storage::PLAINTEXT_DATA_SOCKET;
+// FERRY PATCH (listings-by-backend)
+use crate::storage::{LISTING_REQUEST, ListingFormat, ListingRequest};
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -211,7 +213,8 @@ where
                 self.exec_list_variant(path, ListCommand::Nlst).await;
             }
             DataChanCmd::Mlsd { path } => {
-                self.exec_mlsd(path).await;
+                // FERRY PATCH (listings-by-backend): MLSD is a listing like LIST and NLST.
+                self.exec_list_variant(path, ListCommand::Mlsd).await;
             }
         }
     }
@@ -478,14 +481,15 @@ where
 
         // FERRY PATCH (check-before-150): list first, then answer 150 and open the data stream;
         // upstream answered 150 first, so a missing directory got `150` then `550`.
-        let list_result = match command {
-            ListCommand::List => self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await,
-            ListCommand::Nlst => self
-                .storage
-                .nlst((*self.user).as_ref().unwrap(), path.clone())
-                .await
-                .map_err(|e| Error::new(ErrorKind::PermanentDirectoryNotAvailable, e)),
-        };
+        // FERRY PATCH (listings-by-backend): every listing is the backend's `list_fmt`, told the
+        // format; a backend may hand over a stream instead of the whole text.
+        let request = ListingRequest::new(command.format(), self.mlst_facts.clone());
+        let (list_result, body) = LISTING_REQUEST
+            .scope(request, async {
+                let result = self.storage.list_fmt((*self.user).as_ref().unwrap(), path.clone()).await;
+                (result, LISTING_REQUEST.with(|request| request.take_body()))
+            })
+            .await;
 
         match list_result {
             Ok(cursor) => {
@@ -500,7 +504,10 @@ where
                     }
                 };
                 slog::debug!(self.logger, "Copying future for {}", command.as_str());
-                let mut input = cursor;
+                let mut input: crate::storage::ListingBody = match body {
+                    Some(body) => body,
+                    None => Box::new(cursor),
+                };
                 let result = tokio::io::copy(&mut input, &mut output).await;
 
                 if let Err(err) = output.shutdown().await {
@@ -563,110 +570,6 @@ where
 
                 if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
                     slog::error!(self.logger, "Could not notify control channel of error with {}: {:?}", command.as_str(), err);
-                }
-            }
-        }
-    }
-
-    #[tracing_attributes::instrument]
-    async fn exec_mlsd(self, path: Option<String>) {
-        let path = self.resolve_path(path);
-        let tx = self.control_msg_tx.clone();
-        let start_time = Instant::now();
-
-        // FERRY PATCH (check-before-150): list first, as for LIST and NLST.
-        let list_result = self.storage.list((*self.user).as_ref().unwrap(), path.clone()).await;
-
-        match list_result {
-            Ok(files) => {
-                if !announce_transfer(&self.logger, &tx, "Sending directory list").await {
-                    return;
-                }
-                let mut output = match Self::writer(self.socket, self.ftps_mode.clone(), "mlsd").await {
-                    Ok(io) => io,
-                    Err(err) => {
-                        report_data_channel_failure(&self.logger, &tx, err).await;
-                        return;
-                    }
-                };
-                let mut buffer = String::new();
-                for file_info in files {
-                    let filename = file_info
-                        .path
-                        .as_path()
-                        .components()
-                        .next_back()
-                        .map(|component| component.as_os_str().to_string_lossy())
-                        .unwrap_or("unknown".into());
-
-                    let facts_str = crate::server::controlchan::commands::mlst::format_facts(&file_info.metadata, &self.mlst_facts);
-                    let line = format!("{} {}", facts_str, filename);
-                    buffer.push_str(&line);
-                    buffer.push_str("\r\n");
-                }
-
-                // Send the formatted data
-                let mut input = std::io::Cursor::new(buffer.into_bytes());
-                let result = tokio::io::copy(&mut input, &mut output).await;
-
-                if let Err(err) = output.shutdown().await {
-                    match err.kind() {
-                        std::io::ErrorKind::BrokenPipe => {
-                            slog::debug!(self.logger, "Output stream was already closed by peer after MLSD: {:?}", err);
-                        }
-                        std::io::ErrorKind::NotConnected => {
-                            slog::debug!(self.logger, "Output stream was already closed after MLSD: {:?}", err);
-                        }
-                        _ => slog::warn!(self.logger, "Could not shutdown output stream after MLSD: {:?}", err),
-                    }
-                }
-
-                let duration = start_time.elapsed();
-
-                match result {
-                    Ok(bytes) => {
-                        slog::info!(
-                            self.logger,
-                            "Successful MLSD {:?}; Duration {}; Bytes copied {}; Transfer speed {}",
-                            path,
-                            HumanDuration(duration),
-                            HumanBytes(bytes),
-                            TransferSpeed(bytes as f64 / duration.as_secs_f64())
-                        );
-
-                        metrics::inc_transferred("mlsd", "success");
-
-                        if let Err(err) = tx.send(ControlChanMsg::DirectorySuccessfullyListed).await {
-                            slog::error!(self.logger, "Could not notify control channel of successful MLSD: {:?}", err);
-                        }
-                    }
-                    Err(err) => {
-                        slog::warn!(
-                            self.logger,
-                            "Failed to copy MLSD data to client after {}. Error: {:?}",
-                            HumanDuration(duration),
-                            err
-                        );
-                        if let Err(err) = tx.send(ControlChanMsg::WriteFailed).await {
-                            slog::error!(self.logger, "Could not notify control channel of failed MLSD: {:?}", err);
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                let duration = start_time.elapsed();
-                slog::warn!(
-                    self.logger,
-                    "Failed to retrieve directory list for path {:?} (MLSD command) from storage backend after {}: {:?}",
-                    path,
-                    HumanDuration(duration),
-                    err,
-                );
-
-                categorize_and_register_error(&self.logger, &err, "mlsd");
-
-                if let Err(err) = tx.send(ControlChanMsg::StorageError(err)).await {
-                    slog::error!(self.logger, "Could not notify control channel of error with MLSD: {:?}", err);
                 }
             }
         }
@@ -918,6 +821,8 @@ fn categorize_and_register_error(logger: &slog::Logger, err: &Error, command: &'
 enum ListCommand {
     List,
     Nlst,
+    // FERRY PATCH (listings-by-backend)
+    Mlsd,
 }
 
 impl ListCommand {
@@ -925,12 +830,22 @@ impl ListCommand {
         match self {
             ListCommand::List => "LIST",
             ListCommand::Nlst => "NLST",
+            ListCommand::Mlsd => "MLSD",
         }
     }
     fn as_lower_str(&self) -> &'static str {
         match self {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
+            ListCommand::Mlsd => "mlsd",
+        }
+    }
+    // FERRY PATCH (listings-by-backend): what the backend is asked for.
+    fn format(&self) -> ListingFormat {
+        match self {
+            ListCommand::List => ListingFormat::Long,
+            ListCommand::Nlst => ListingFormat::Names,
+            ListCommand::Mlsd => ListingFormat::Mlsd,
         }
     }
 }

@@ -19,3 +19,84 @@ tokio::task_local! {
 pub fn plaintext_data_socket() -> Option<std::os::fd::RawFd> {
     PLAINTEXT_DATA_SOCKET.try_with(|socket| *socket).ok().flatten()
 }
+
+// FERRY PATCH (listings-by-backend): upstream built every listing whole in memory and formatted
+// MLSD/MLST itself on the async workers (12 MLSDs of 200,000 entries stalled other sessions for
+// seconds, 20 unread LISTs held 1.2 GB), and could not say what a user may do with an entry
+// (RFC 3659 `perm`). LIST, NLST, MLSD and MLST now all ask the backend's `list_fmt`, inside
+// this scope saying which format is wanted; the backend may answer with the whole text, or hand
+// over a stream with `stream_listing` that is copied to the data connection after the 150.
+tokio::task_local! {
+    pub(crate) static LISTING_REQUEST: ListingRequest;
+}
+
+/// FERRY PATCH (listings-by-backend): which listing a `list_fmt` call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingFormat {
+    /// LIST: `ls -l` lines.
+    Long,
+    /// NLST: bare names.
+    Names,
+    /// MLSD: RFC 3659 fact lines, one per entry of the directory.
+    Mlsd,
+    /// MLST: the fact line of the path itself (file or directory), without line break.
+    MlstEntry,
+}
+
+/// FERRY PATCH (listings-by-backend): a listing request, with the MLST facts the client chose
+/// (OPTS MLST).
+pub struct ListingRequest {
+    /// The listing wanted.
+    pub format: ListingFormat,
+    /// The MLST facts to write (MLSD, MLST).
+    pub facts: Vec<&'static str>,
+    /// Set by [`stream_listing`].
+    pub(crate) body: std::sync::Mutex<Option<ListingBody>>,
+}
+
+/// FERRY PATCH (listings-by-backend): a listing produced while it is sent.
+pub type ListingBody = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+impl std::fmt::Debug for ListingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListingRequest")
+            .field("format", &self.format)
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListingRequest {
+    pub(crate) fn new(format: ListingFormat, facts: Vec<&'static str>) -> Self {
+        ListingRequest {
+            format,
+            facts,
+            body: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The stream the backend handed over, if any.
+    pub(crate) fn take_body(&self) -> Option<ListingBody> {
+        self.body.lock().ok().and_then(|mut body| body.take())
+    }
+}
+
+/// FERRY PATCH (listings-by-backend): the format and facts the current `list_fmt` call is for;
+/// None outside a listing (e.g. STAT with a path, which wants `ls -l` lines).
+pub fn listing_request() -> Option<(ListingFormat, Vec<&'static str>)> {
+    LISTING_REQUEST.try_with(|request| (request.format, request.facts.clone())).ok()
+}
+
+/// FERRY PATCH (listings-by-backend): hands over the listing as a stream, sent after the 150;
+/// `list_fmt` then returns an empty cursor. False (and `body` dropped) outside a listing.
+pub fn stream_listing(body: ListingBody) -> bool {
+    LISTING_REQUEST
+        .try_with(|request| match request.body.lock() {
+            Ok(mut slot) => {
+                *slot = Some(body);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false)
+}

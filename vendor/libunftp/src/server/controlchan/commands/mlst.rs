@@ -11,10 +11,9 @@ use crate::{
         error::ControlChanError,
         handler::{CommandContext, CommandHandler},
     },
-    storage::{Metadata, StorageBackend},
+    storage::{LISTING_REQUEST, ListingFormat, ListingRequest, Metadata, StorageBackend},
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -37,16 +36,23 @@ where
 {
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        let (user, storage, cwd) = {
+        let (user, storage, cwd, facts) = {
             let session = args.session.lock().await;
-            (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone())
+            (session.user.clone(), Arc::clone(&session.storage), session.cwd.clone(), session.mlst_facts.clone())
         };
-
-        let path = if let Some(p) = &self.path { p.clone().into() } else { cwd };
-        let facts = args.session.lock().await.mlst_facts.clone();
-
-        let metadata = match storage.metadata((*user).as_ref().unwrap(), &path).await {
-            Ok(m) => m,
+        // FERRY PATCH (listings-by-backend): a relative path is relative to the working
+        // directory (upstream used it as given and answered for another file), and the facts
+        // are the backend's, as for MLSD, so that they can say what this user may do (`perm`).
+        let path = match &self.path {
+            Some(given) => cwd.join(given),
+            None => cwd,
+        };
+        let Some(user) = (*user).as_ref() else {
+            return Ok(Reply::new(ReplyCode::NotLoggedIn, "Please authenticate"));
+        };
+        let request = ListingRequest::new(ListingFormat::MlstEntry, facts);
+        let facts = match LISTING_REQUEST.scope(request, storage.list_fmt(user, path.clone())).await {
+            Ok(cursor) => String::from_utf8_lossy(&cursor.into_inner()).into_owned(),
             Err(e) => {
                 return Ok(Reply::CodeAndMsg {
                     code: ReplyCode::FileError,
@@ -54,58 +60,13 @@ where
                 });
             }
         };
-
-        let facts_str = format_facts(&metadata, &facts);
-        let response = format!(" {} {}", facts_str, path.display());
+        let response = format!(" {} {}", facts, path.display());
         Ok(Reply::new_multiline(ReplyCode::FileActionOkay, vec![" Listing", &response, "End"]))
     }
 }
 
 /// FERRY PATCH (opts-mlst): the facts `format_facts` can write, as FEAT names them. All are
 /// sent by default; OPTS MLST selects a subset (RFC 3659 section 7.9).
-pub const MLST_FACTS: [&str; 5] = ["type", "size", "modify", "UNIX.uid", "UNIX.gid"];
-
-/// Format metadata into machine-readable facts string
-///
-/// Returns a semicolon-separated list of facts in the format defined by RFC 3659.
-/// Both MLST and MLSD use the same fact format, so this function provides
-/// consistent formatting for both commands.
-///
-/// # Arguments
-/// * `metadata` - The file/directory metadata to format
-/// * `selected` - FERRY PATCH (opts-mlst): the facts to write, from [`MLST_FACTS`]
-///
-/// # Returns
-/// A string containing semicolon-separated facts like "type=file;size=1234;modify=20231201120000"
-pub fn format_facts<M: Metadata>(metadata: &M, selected: &[&str]) -> String {
-    let mut facts = Vec::new();
-    let wanted = |fact: &str| selected.contains(&fact);
-
-    if wanted("type") {
-        facts.push(if metadata.is_dir() { "type=dir" } else { "type=file" }.to_string());
-    }
-
-    if wanted("size") {
-        facts.push(format!("size={}", metadata.len()));
-    }
-
-    if wanted("modify")
-        && let Ok(modified) = metadata.modified()
-    {
-        let dt: DateTime<Utc> = modified.into();
-        facts.push(format!("modify={}", dt.format("%Y%m%d%H%M%S")));
-    }
-
-    // Choosing not to implement create, unique, perm, lang, media-type, charset or most of the
-    // UNIX.*, MACOS.* etc ones.
-
-    if wanted("UNIX.uid") && metadata.uid() > 0 {
-        facts.push(format!("unix.uid={}", metadata.uid()));
-    }
-
-    if wanted("UNIX.gid") && metadata.gid() > 0 {
-        facts.push(format!("unix.gid={}", metadata.gid()));
-    }
-
-    facts.iter().map(|fact| format!("{fact};")).collect()
-}
+// FERRY PATCH (listings-by-backend): the backend writes the facts now (`format_facts` is gone),
+// perm and UNIX.mode among them.
+pub const MLST_FACTS: [&str; 5] = ["type", "size", "modify", "perm", "UNIX.mode"];
