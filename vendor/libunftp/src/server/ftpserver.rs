@@ -75,6 +75,8 @@ where
     logger: slog::Logger,
     site_md5: SiteMd5,
     site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
+    // FERRY PATCH (extension-commands)
+    command_extensions: options::CommandExtensions<Storage, User>,
     shutdown: Pin<Box<dyn Future<Output = options::Shutdown> + Send + Sync>>,
     failed_logins_policy: Option<FailedLoginsPolicy>,
     active_passive_mode: ActivePassiveMode,
@@ -109,6 +111,8 @@ where
     logger: slog::Logger,
     site_md5: SiteMd5,
     site_handlers: HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>,
+    // FERRY PATCH (extension-commands)
+    command_extensions: HashMap<String, Arc<dyn options::CommandExtension<Storage, User>>>,
     configuration_error: Option<String>,
     shutdown: Pin<Box<dyn Future<Output = options::Shutdown> + Send + Sync>>,
     failed_logins_policy: Option<FailedLoginsPolicy>,
@@ -160,6 +164,8 @@ where
             ftps_trust_store: options::DEFAULT_FTPS_TRUST_STORE.into(),
             site_md5: SiteMd5::default(),
             site_handlers: HashMap::new(),
+            // FERRY PATCH (extension-commands)
+            command_extensions: HashMap::new(),
             configuration_error: None,
             shutdown: Box::pin(futures_util::future::pending()),
             failed_logins_policy: None,
@@ -211,6 +217,9 @@ where
     {
         let configuration_error = if !self.site_handlers.is_empty() && self.configuration_error.is_none() {
             Some("user_detail_provider() must be called before any site_command() registrations".to_string())
+        // FERRY PATCH (extension-commands): the same holds for command extensions.
+        } else if !self.command_extensions.is_empty() && self.configuration_error.is_none() {
+            Some("user_detail_provider() must be called before any command_extension() registrations".to_string())
         } else {
             self.configuration_error
         };
@@ -235,6 +244,8 @@ where
             logger: self.logger,
             site_md5: self.site_md5,
             site_handlers: HashMap::new(),
+            // FERRY PATCH (extension-commands)
+            command_extensions: HashMap::new(),
             configuration_error,
             shutdown: self.shutdown,
             failed_logins_policy: self.failed_logins_policy,
@@ -293,6 +304,8 @@ where
             ftps_trust_store: options::DEFAULT_FTPS_TRUST_STORE.into(),
             site_md5: SiteMd5::default(),
             site_handlers: HashMap::new(),
+            // FERRY PATCH (extension-commands)
+            command_extensions: HashMap::new(),
             configuration_error: None,
             shutdown: Box::pin(futures_util::future::pending()),
             failed_logins_policy: None,
@@ -376,6 +389,8 @@ where
             logger: self.logger,
             site_md5: self.site_md5,
             site_handlers: Arc::new(self.site_handlers),
+            // FERRY PATCH (extension-commands)
+            command_extensions: Arc::new(self.command_extensions),
             shutdown: self.shutdown,
             failed_logins_policy: self.failed_logins_policy,
             active_passive_mode: self.active_passive_mode,
@@ -842,6 +857,35 @@ where
         self
     }
 
+    /// FERRY PATCH (extension-commands): register a handler for a command libunftp does not
+    /// implement (`MFMT`, `HASH`, `HOST`...), or for an option of `OPTS` it does not know
+    /// (`"OPTS HASH"`: the handler gets the option's value as its arguments).
+    ///
+    /// Upstream answers every such command `500` and offers no way to add one. The handler is
+    /// called with an [`ExtensionContext`](options::ExtensionContext); before login only if its
+    /// [`before_login`](options::CommandExtension::before_login) says so (others get `530`), and
+    /// its [`feature`](options::CommandExtension::feature) line, if any, is listed by FEAT.
+    /// Names are case-insensitive; a built-in command cannot be replaced (the parser never hands
+    /// one over), and registering a name twice is reported by [`build`](Self::build).
+    pub fn command_extension<N, H>(mut self, name: N, handler: H) -> Self
+    where
+        N: Into<String>,
+        H: options::CommandExtension<Storage, User> + 'static,
+    {
+        let key = name.into().to_ascii_uppercase();
+        match self.command_extensions.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => {
+                let key = entry.key();
+                self.configuration_error
+                    .get_or_insert_with(|| format!("Cannot register command {key} more than once"));
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(Arc::new(handler));
+            }
+        }
+        self
+    }
+
     /// Assign a connection helper to the server.
     ///
     /// Rather than listening for and servicing connections in the same binary, this option allows
@@ -1070,6 +1114,8 @@ where
             ftps_required_data_chan: server.ftps_required_data_chan,
             site_md5: server.site_md5,
             site_handlers: server.site_handlers.clone(),
+            // FERRY PATCH (extension-commands)
+            command_extensions: server.command_extensions.clone(),
             data_listener: server.data_listener.clone(),
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,

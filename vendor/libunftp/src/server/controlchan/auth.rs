@@ -44,6 +44,9 @@ where
             | Event::Command(Command::Feat)
             | Event::Command(Command::Noop)
             | Event::Command(Command::Opts { option: Opt::Utf8 { .. } })
+            // FERRY PATCH (extension-commands): the extension handler checks the login itself,
+            // since it alone knows which extensions are accepted before it (HOST).
+            | Event::Command(Command::Other { .. })
             | Event::Command(Command::Quit) => self.next.handle(event).await,
             _ => {
                 let session_state = async {

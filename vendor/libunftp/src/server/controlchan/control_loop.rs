@@ -68,6 +68,8 @@ where
     pub ftps_required_data_chan: FtpsRequired,
     pub site_md5: SiteMd5,
     pub site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
+    // FERRY PATCH (extension-commands)
+    pub command_extensions: crate::options::CommandExtensions<Storage, User>,
     pub data_listener: Arc<dyn DataListener>,
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
@@ -102,6 +104,8 @@ where
         logger,
         site_md5: sitemd5,
         site_handlers,
+        // FERRY PATCH (extension-commands)
+        command_extensions,
         data_listener,
         presence_listener,
         active_passive_mode,
@@ -142,6 +146,8 @@ where
         tx_proxy_loop: switchboard_msg_tx.clone(),
         sitemd5,
         site_handlers,
+        // FERRY PATCH (extension-commands)
+        command_extensions,
     };
 
     let event_chain = EventDispatcherMiddleware::new(data_listener, presence_listener, event_chain);
@@ -392,6 +398,8 @@ where
     tx_proxy_loop: Option<SwitchboardSender<Storage, User>>,
     sitemd5: SiteMd5,
     site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
+    // FERRY PATCH (extension-commands)
+    command_extensions: crate::options::CommandExtensions<Storage, User>,
 }
 
 impl<Storage, User> PrimaryEventHandler<Storage, User>
@@ -488,6 +496,8 @@ where
             logger: self.logger.clone(),
             sitemd5: self.sitemd5,
             site_handlers: self.site_handlers.clone(),
+            // FERRY PATCH (extension-commands)
+            command_extensions: self.command_extensions.clone(),
         };
 
         let handler: Box<dyn CommandHandler<Storage, User>> = match cmd {
@@ -536,7 +546,9 @@ where
             Command::Mlsd { .. } => Box::new(commands::Mlsd),
             Command::Appe { .. } => Box::new(commands::Appe),
             Command::Site { command, arguments } => Box::new(commands::Site::new(command, arguments)),
-            Command::Other { .. } => return Ok(Reply::new(ReplyCode::CommandSyntaxError, "Command not implemented")),
+            // FERRY PATCH (extension-commands): a command registered with
+            // `ServerBuilder::command_extension`, or else `500` as before.
+            Command::Other { command_name, arguments } => Box::new(commands::Extension::new(command_name, arguments)),
         };
 
         handler.handle(args).await

@@ -45,4 +45,6 @@ where
     pub logger: slog::Logger,
     pub sitemd5: SiteMd5,
     pub site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
+    // FERRY PATCH (extension-commands)
+    pub command_extensions: crate::options::CommandExtensions<Storage, User>,
 }

@@ -34,6 +34,8 @@ where
     pub ftps_required_data_chan: FtpsRequired,
     pub site_md5: SiteMd5,
     pub site_handlers: Arc<HashMap<String, Arc<dyn SiteCommandHandler<Storage, User>>>>,
+    // FERRY PATCH (extension-commands)
+    pub command_extensions: crate::options::CommandExtensions<Storage, User>,
     pub data_listener: Arc<dyn DataListener>,
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
@@ -66,6 +68,8 @@ where
             ftps_required_data_chan: server.ftps_required_data_chan,
             site_md5: server.site_md5,
             site_handlers: server.site_handlers.clone(),
+            // FERRY PATCH (extension-commands)
+            command_extensions: server.command_extensions.clone(),
             data_listener: server.data_listener.clone(),
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,

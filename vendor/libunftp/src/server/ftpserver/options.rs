@@ -197,6 +197,9 @@ where
     pub user: Arc<Option<User>>,
     /// The logger associated with the session.
     pub logger: slog::Logger,
+    /// FERRY PATCH (site-cwd): the session's working directory, so that a handler can resolve a
+    /// relative path argument (`SITE CHMOD 640 file`) the way built-in commands do.
+    pub cwd: std::path::PathBuf,
 }
 
 impl<Storage, User> std::fmt::Debug for SiteCommandContext<Storage, User>
@@ -253,6 +256,74 @@ where
     /// Called when the client issues the `SITE <NAME> [arguments]` command.
     async fn handle(&self, context: &SiteCommandContext<Storage, User>) -> Reply;
 }
+
+/// FERRY PATCH (extension-commands): context passed to a [`CommandExtension`].
+pub struct ExtensionContext<Storage, User>
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    /// The command as registered, in upper case: `"MFMT"`, or `"OPTS HASH"` for an option.
+    pub command: String,
+    /// Everything after the command (for an option, after its name), as sent.
+    pub arguments: String,
+    /// Whether the client has logged in.
+    pub logged_in: bool,
+    /// The session's working directory, to resolve a relative path argument as built-in
+    /// commands do.
+    pub cwd: std::path::PathBuf,
+    /// The storage back-end instance for the session.
+    pub storage: Arc<Storage>,
+    /// The authenticated user's details; None before login.
+    pub user: Arc<Option<User>>,
+    /// The logger associated with the session.
+    pub logger: slog::Logger,
+}
+
+impl<Storage, User> std::fmt::Debug for ExtensionContext<Storage, User>
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtensionContext")
+            .field("command", &self.command)
+            .field("arguments", &self.arguments)
+            .field("logged_in", &self.logged_in)
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// FERRY PATCH (extension-commands): handler for a command registered with
+/// [`ServerBuilder::command_extension`](crate::ServerBuilder::command_extension).
+#[async_trait]
+pub trait CommandExtension<Storage, User>: Send + Sync + std::fmt::Debug
+where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    /// Called for each such command; the reply is sent as it is.
+    async fn handle(&self, context: &ExtensionContext<Storage, User>) -> Reply;
+
+    /// Whether the command is accepted before login (RFC 7151's HOST must be); if not, it gets
+    /// `530` until the client has logged in.
+    fn before_login(&self) -> bool {
+        false
+    }
+
+    /// The line FEAT lists for this command, without the leading space (`"MFMT"`); None lists
+    /// nothing. Asked at each FEAT, so it may reflect the session's state.
+    fn feature(&self) -> Option<String> {
+        None
+    }
+}
+
+/// FERRY PATCH (extension-commands): the registered extensions, by upper-case name.
+pub(crate) type CommandExtensions<Storage, User> = Arc<std::collections::HashMap<String, Arc<dyn CommandExtension<Storage, User>>>>;
 
 /// Tells how graceful shutdown should happen. An instance of this struct should be returned from
 /// the future passed to

@@ -46,6 +46,12 @@ where
         if args.sitemd5 != SiteMd5::None && args.storage_features & FEATURE_SITEMD5 > 0 {
             feat_text.push(" SITE MD5");
         }
+        // FERRY PATCH (extension-commands): each registered command extension's line, and
+        // each registered SITE command, as SITE MD5 is listed.
+        let site = args.site_handlers.keys().map(|name| format!("SITE {name}"));
+        let extensions = args.command_extensions.values().filter_map(|extension| extension.feature());
+        let extensions: Vec<String> = site.chain(extensions).map(|line| format!(" {line}")).collect();
+        feat_text.extend(extensions.iter().map(String::as_str));
 
         // Show them in alphabetical order.
         feat_text.sort_unstable();

@@ -221,7 +221,12 @@ where
                 ("MLST", _) => Command::Opts {
                     option: Opt::Mlst { facts: value.to_string() },
                 },
-                _ => return Err(ParseErrorKind::InvalidCommand.into()),
+                // FERRY PATCH (extension-commands): an option libunftp does not know may be
+                // registered as a command extension (`OPTS HASH`); if none is, it gets `501`.
+                (name, _) => Command::Other {
+                    command_name: format!("OPTS {name}"),
+                    arguments: value.to_string(),
+                },
             }
         }
         "DELE" => {

@@ -361,11 +361,25 @@ fn parse_opts() {
     let input = "OPTS\r\n";
     assert_eq!(parse(input), Err(ParseError::from(ParseErrorKind::InvalidCommand)));
 
+    // FERRY PATCH (extension-commands): an unknown option is handed to the command extensions
+    // (which answer 501 when none is registered for it).
     let input = "OPTS bla\r\n";
-    assert_eq!(parse(input), Err(ParseError::from(ParseErrorKind::InvalidCommand)));
+    assert_eq!(
+        parse(input),
+        Ok(Command::Other {
+            command_name: "OPTS BLA".to_string(),
+            arguments: String::new()
+        })
+    );
 
     let input = "OPTS UTF8\r\n";
-    assert_eq!(parse(input), Err(ParseError::from(ParseErrorKind::InvalidCommand)));
+    assert_eq!(
+        parse(input),
+        Ok(Command::Other {
+            command_name: "OPTS UTF8".to_string(),
+            arguments: String::new()
+        })
+    );
 
     let input = "OPTS UTF8 ON\r\n";
     assert_eq!(
