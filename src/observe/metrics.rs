@@ -16,7 +16,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
 /// Operations on files and directories, labelled by their audit `op` name.
-const FILE_OPS: [Op; 8] = [
+const FILE_OPS: [Op; 10] = [
     Op::Upload,
     Op::Download,
     Op::Ls,
@@ -25,6 +25,8 @@ const FILE_OPS: [Op; 8] = [
     Op::Mkdir,
     Op::Rmdir,
     Op::Rename,
+    Op::Mfmt,
+    Op::Chmod,
 ];
 
 /// The operations that move bytes over a data connection.
@@ -154,7 +156,9 @@ impl Metrics {
             | Op::Size
             | Op::Mkdir
             | Op::Rmdir
-            | Op::Rename => {
+            | Op::Rename
+            | Op::Mfmt
+            | Op::Chmod => {
                 let label = [op.as_str()];
                 match outcome {
                     Outcome::Ok => {

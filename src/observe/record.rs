@@ -17,6 +17,10 @@ pub enum Op {
     Mkdir,
     Rmdir,
     Rename,
+    /// MFMT: a file's modification time set.
+    Mfmt,
+    /// SITE CHMOD: a file's permission bits set.
+    Chmod,
 }
 
 impl Op {
@@ -32,6 +36,8 @@ impl Op {
             Op::Mkdir => "mkdir",
             Op::Rmdir => "rmdir",
             Op::Rename => "rename",
+            Op::Mfmt => "mfmt",
+            Op::Chmod => "chmod",
         }
     }
 }

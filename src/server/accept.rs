@@ -355,6 +355,7 @@ where
         Some(ftps) => ftps.configure(builder),
         None => builder,
     };
+    let builder = super::commands::register(builder);
     builder
         .authenticator(shared.authenticator.clone())
         .greeting(shared.greeting)

@@ -9,6 +9,7 @@
 //! server implements.
 
 mod accept;
+mod commands;
 pub mod limits;
 pub mod login_deadline;
 pub mod passive;

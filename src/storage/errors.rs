@@ -1,11 +1,16 @@
 //! The one place storage errors become FTP replies.
 
 use super::StoreError;
+use libunftp::options::{Reply, ReplyCode};
 use unftp_core::storage::{Error, ErrorKind};
 
 /// Maps a storage error to the libunftp error kind that selects the FTP reply code.
 pub fn to_ftp_error(error: StoreError) -> Error {
-    let kind = match &error {
+    Error::new(kind_of(&error), error)
+}
+
+fn kind_of(error: &StoreError) -> ErrorKind {
+    match error {
         StoreError::NotFound | StoreError::NotAFile | StoreError::AlreadyExists => {
             ErrorKind::PermanentFileNotAvailable
         } // 550
@@ -19,6 +24,30 @@ pub fn to_ftp_error(error: StoreError) -> Error {
             ErrorKind::TransientFileNotAvailable // 450
         }
         StoreError::Io(_) => ErrorKind::LocalError, // 451
+    }
+}
+
+/// The reply to a command Ferry answers itself (MFMT, HASH, SITE CHMOD) when it fails: the
+/// code and text libunftp gives the same error kind when it answers a built-in command.
+pub fn to_reply(error: &StoreError) -> Reply {
+    let (code, text) = match kind_of(error) {
+        ErrorKind::PermanentFileNotAvailable => (ReplyCode::FileError, "File not found"),
+        ErrorKind::PermissionDenied => (ReplyCode::FileError, "Permission denied"),
+        ErrorKind::PermanentDirectoryNotAvailable => (ReplyCode::FileError, "Directory not found"),
+        ErrorKind::PermanentDirectoryNotEmpty => (ReplyCode::FileError, "Directory not empty"),
+        ErrorKind::InsufficientStorageSpaceError => {
+            (ReplyCode::OutOfSpace, "Insufficient storage space")
+        }
+        ErrorKind::FileNameNotAllowedError => (ReplyCode::BadFileName, "File name not allowed"),
+        ErrorKind::ConnectionClosed => (ReplyCode::ConnectionClosed, "Connection closed"),
+        ErrorKind::TransientFileNotAvailable => (ReplyCode::TransientFileError, "File not found"),
+        _ => (ReplyCode::LocalError, "Local error"),
     };
-    Error::new(kind, error)
+    // A busy server says why: the client should retry, not conclude the file is missing.
+    match error {
+        StoreError::ShuttingDown | StoreError::TooManyTransfers => {
+            Reply::new_with_string(code, error.to_string())
+        }
+        _ => Reply::new(code, text),
+    }
 }

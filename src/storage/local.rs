@@ -6,6 +6,7 @@
 //! target's directory and renamed over the final name only when complete.
 
 use super::cached::{self, CachedRead};
+use super::checksum::{self, Checksum, HashAlgorithm};
 use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
 use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
@@ -15,10 +16,11 @@ use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt as StdMetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A session's filesystem store. Holds no home until the user has logged in.
@@ -118,15 +120,7 @@ impl Store for LocalStore {
             if let Some(file) = already_open {
                 return Ok(file);
             }
-            // O_NONBLOCK: a FIFO would otherwise wait for a writer; regular files ignore it.
-            let file = home.open_with(
-                path.relative(),
-                OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK),
-            )?;
-            if !file.metadata()?.is_file() {
-                return Err(StoreError::NotAFile);
-            }
-            Ok(file.into_std())
+            open_regular_file(&home, &path)
         };
         transfer::send_file(open, offset, out, self.data_timeout).await
     }
@@ -186,6 +180,43 @@ impl Store for LocalStore {
         transfer::receive_into_file(input, offset, open, |()| Ok(()), self.data_timeout).await
     }
 
+    async fn checksum(
+        &self,
+        path: &UserPath,
+        algorithm: HashAlgorithm,
+    ) -> Result<Checksum, StoreError> {
+        let path = path.clone();
+        self.blocking(move |home| {
+            let file = open_regular_file(home, &path)?;
+            Ok(checksum::digest_reader(file, algorithm)?)
+        })
+        .await
+    }
+
+    async fn set_modified(&self, path: &UserPath, time: SystemTime) -> Result<(), StoreError> {
+        let path = path.clone();
+        self.blocking(move |home| {
+            // futimens(2) on the opened file: the time lands on what was opened beneath the
+            // home, never on a path looked up again.
+            let file = open_regular_file(home, &path)?;
+            Ok(file.set_times(std::fs::FileTimes::new().set_modified(time))?)
+        })
+        .await
+    }
+
+    async fn set_permissions(&self, path: &UserPath, mode: u32) -> Result<(), StoreError> {
+        let path = path.clone();
+        let permissions = std::fs::Permissions::from_mode(mode & 0o777);
+        self.blocking(move |home| {
+            // cap-std changes the mode of what the path leads to beneath the home (an O_PATH
+            // handle opened there, then chmod through /proc/self/fd, else fchmod): a symlink
+            // that leads outside the home is refused like any other escape.
+            let permissions = cap_std::fs::Permissions::from_std(permissions);
+            Ok(home.set_permissions(path.relative(), permissions)?)
+        })
+        .await
+    }
+
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {
         let path = path.clone();
         self.blocking(move |home| Ok(home.remove_file(path.relative())?))
@@ -220,6 +251,19 @@ impl Store for LocalStore {
         })
         .await
     }
+}
+
+/// Opens `path` beneath the home for reading, refusing anything but a regular file.
+fn open_regular_file(home: &Dir, path: &UserPath) -> Result<std::fs::File, StoreError> {
+    // O_NONBLOCK: a FIFO would otherwise wait for a writer; regular files ignore it.
+    let file = home.open_with(
+        path.relative(),
+        OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK),
+    )?;
+    if !file.metadata()?.is_file() {
+        return Err(StoreError::NotAFile);
+    }
+    Ok(file.into_std())
 }
 
 /// Home directory handles shared by the sessions of each home: an idle session then costs one

@@ -11,6 +11,7 @@
 //! `server`. A new store (S3) is a second [`Store`] in this folder.
 
 mod cached;
+pub mod checksum;
 mod context;
 mod errors;
 mod listing;
@@ -21,6 +22,7 @@ mod readiness;
 mod store;
 
 pub use context::{SessionContext, TransferGuard};
+pub use errors::to_reply;
 pub use local::{LocalStore, remove_stale_temporaries};
 pub use readiness::check_root_writable;
 pub use store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
@@ -29,6 +31,7 @@ use crate::accounts::auth::FerryUser;
 use crate::accounts::users::Permissions;
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
+use crate::storage::checksum::{Checksum, HashAlgorithm};
 use crate::storage::paths::{UserPath, resolve_user_path};
 use crate::transfer;
 use async_trait::async_trait;
@@ -69,6 +72,19 @@ impl<S: Store> FerryStorage<S> {
         path: &Path,
         allowed: fn(&Permissions) -> bool,
     ) -> ftp::Result<UserPath> {
+        self.check(user, op, path, allowed)
+            .map_err(errors::to_ftp_error)
+    }
+
+    /// [`Self::authorize`] for the commands Ferry answers itself, which reply from a
+    /// [`StoreError`] (`to_reply`).
+    fn check(
+        &self,
+        user: &FerryUser,
+        op: Op,
+        path: &Path,
+        allowed: fn(&Permissions) -> bool,
+    ) -> Result<UserPath, StoreError> {
         let refusal = match resolve_user_path(path) {
             Ok(resolved) if allowed(&user.permissions) => return Ok(resolved),
             Ok(_) => StoreError::Denied(format!("user may not {}", op.as_str())),
@@ -83,7 +99,7 @@ impl<S: Store> FerryStorage<S> {
             Instant::now(),
             outcome_of::<()>(&Err(&refusal)),
         );
-        Err(errors::to_ftp_error(refusal))
+        Err(refusal)
     }
 
     /// Writes the audit record of a finished operation.
@@ -117,10 +133,75 @@ impl<S: Store> FerryStorage<S> {
         result: Result<T, StoreError>,
         bytes: impl Fn(&T) -> Option<u64>,
     ) -> ftp::Result<T> {
+        self.audit_result(user, op, path, started, &result, bytes);
+        result.map_err(errors::to_ftp_error)
+    }
+
+    /// Writes the audit record of `result`.
+    fn audit_result<T>(
+        &self,
+        user: &FerryUser,
+        op: Op,
+        path: &UserPath,
+        started: Instant,
+        result: &Result<T, StoreError>,
+        bytes: impl Fn(&T) -> Option<u64>,
+    ) {
         let outcome = outcome_of(&result.as_ref().map(|_| ()));
         let counted = result.as_ref().ok().and_then(&bytes);
         self.record(user, op, &path.to_string(), counted, started, outcome);
-        result.map_err(errors::to_ftp_error)
+    }
+
+    /// HASH and its older forms (XSHA256, XMD5, XCRC...): the digest of a file. Reading a
+    /// file whole is a download in all but name, so it is one: the `download` permission, a
+    /// transfer slot (`max_transfers`), and a `download` audit record with the bytes read.
+    pub async fn checksum(
+        &self,
+        user: &FerryUser,
+        path: &Path,
+        algorithm: HashAlgorithm,
+    ) -> Result<Checksum, StoreError> {
+        let started = Instant::now();
+        let path = self.check(user, Op::Download, path, |p| p.download)?;
+        let result = async {
+            let _transfer = self.session.clone().begin_transfer()?;
+            self.store.checksum(&path, algorithm).await
+        }
+        .await;
+        self.audit_result(user, Op::Download, &path, started, &result, |sum| {
+            Some(sum.len)
+        });
+        result
+    }
+
+    /// MFMT: sets a file's modification time. It changes an existing file, so it takes what
+    /// replacing the file would: `upload` and `overwrite`.
+    pub async fn set_modified(
+        &self,
+        user: &FerryUser,
+        path: &Path,
+        time: SystemTime,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let path = self.check(user, Op::Mfmt, path, |p| p.upload && p.overwrite)?;
+        let result = self.store.set_modified(&path, time).await;
+        self.audit_result(user, Op::Mfmt, &path, started, &result, |_| None);
+        result
+    }
+
+    /// SITE CHMOD: sets permission bits (never setuid, setgid or sticky). Like MFMT it changes
+    /// an existing file, so it takes `upload` and `overwrite`.
+    pub async fn set_permissions(
+        &self,
+        user: &FerryUser,
+        path: &Path,
+        mode: u32,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let path = self.check(user, Op::Chmod, path, |p| p.upload && p.overwrite)?;
+        let result = self.store.set_permissions(&path, mode & 0o777).await;
+        self.audit_result(user, Op::Chmod, &path, started, &result, |_| None);
+        result
     }
 
     /// Audits a listing answered whole and hands it to libunftp.

@@ -5,6 +5,7 @@
 //! owns *how*: the local filesystem renames a temporary file; an object store would complete a
 //! multipart upload. A second backend implements this trait and inherits the policy unchanged.
 
+use crate::storage::checksum::{Checksum, HashAlgorithm};
 use crate::storage::paths::{PathError, UserPath};
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -183,6 +184,20 @@ pub trait Store: Send + Sync + Debug + 'static {
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;
+
+    /// The digest of a regular file, read from start to end (HASH, XCRC...).
+    async fn checksum(
+        &self,
+        path: &UserPath,
+        algorithm: HashAlgorithm,
+    ) -> Result<Checksum, StoreError>;
+
+    /// Sets the modification time of a regular file (MFMT).
+    async fn set_modified(&self, path: &UserPath, time: SystemTime) -> Result<(), StoreError>;
+
+    /// Sets the permission bits of a file or directory (SITE CHMOD); bits above 0o777
+    /// (setuid, setgid, sticky) are never set, whatever `mode` holds.
+    async fn set_permissions(&self, path: &UserPath, mode: u32) -> Result<(), StoreError>;
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError>;
     async fn create_dir(&self, path: &UserPath) -> Result<(), StoreError>;
