@@ -1,6 +1,6 @@
-//! The commands a mature server is expected to have (issue 12): MFMT, SITE CHMOD, and HASH with
-//! its older X forms. Driven over real sockets, checked against the bytes, times and modes on
-//! disk, the audit records, and lftp's `mirror -R`.
+//! The commands a mature server is expected to have (issue 12): MFMT, SITE CHMOD, HASH with
+//! its older X forms, and HOST. Driven over real sockets, checked against the bytes, times and
+//! modes on disk, the audit records, and lftp's `mirror -R`.
 
 mod common;
 
@@ -73,6 +73,7 @@ async fn list(server: &TestServer, raw: &mut RawSession, path: &str) -> String {
 async fn feat_lists_every_added_command() {
     let server = server().await;
     let mut raw = server.raw().await;
+    // FEAT comes before login (RFC 2389): a client learns of HOST there.
     let feat = raw.expect("FEAT", 211).await;
     for line in [
         " MFMT",
@@ -83,6 +84,7 @@ async fn feat_lists_every_added_command() {
         " XSHA1",
         " XSHA256",
         " XSHA512",
+        " HOST",
     ] {
         assert!(
             feat.lines().any(|l| l == line),
@@ -396,8 +398,73 @@ async fn hash_takes_a_transfer_slot() {
     raw.expect("XCRC f.txt", 450).await;
 }
 
+// HOST
+
 #[tokio::test]
-async fn added_commands_need_a_login() {
+async fn host_before_login_is_accepted_and_written_into_the_audit_records() {
+    let capture = AuditCapture::default();
+    let server = TestServer::start_logging_to(|_| {}, &users(), capture.logger()).await;
+    let mut raw = server.raw().await;
+    let text = raw.expect("HOST FTP.Example.COM", 220).await;
+    assert_eq!(text, "220 Host accepted\r\n");
+    raw.expect("USER alice", 331).await;
+    raw.expect(format!("PASS {PASSWORD}"), 230).await;
+    raw.expect("TYPE I", 200).await;
+    let data = raw.epsv(server.addr).await;
+    raw.expect("STOR up.txt", 150).await;
+    drop(data);
+    assert_eq!(raw.reply().await.0, 226);
+    list(&server, &mut raw, "/").await;
+    raw.expect("QUIT", 221).await;
+
+    let uploads = capture.of("upload");
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(uploads[0]["host"], "ftp.example.com");
+    let listings = capture.of("ls");
+    assert!(!listings.is_empty());
+    assert!(
+        listings
+            .iter()
+            .all(|r| r.get("host").map(String::as_str) == Some("ftp.example.com")),
+        "{listings:?}"
+    );
+    // A session without HOST has no host field.
+    let mut other = server.raw_login("reader").await;
+    other.expect("SIZE /nothing", 550).await;
+    let sizes = capture.of("size");
+    assert!(!sizes.is_empty());
+    assert!(sizes.iter().all(|r| !r.contains_key("host")), "{sizes:?}");
+}
+
+#[tokio::test]
+async fn host_after_login_is_a_bad_sequence() {
+    let server = server().await;
+    let mut raw = server.raw_login("alice").await;
+    raw.expect("HOST ftp.example.com", 503).await;
+    raw.expect("NOOP", 200).await;
+}
+
+#[tokio::test]
+async fn host_names_refuses_other_names_with_504_and_the_client_may_retry() {
+    let server = TestServer::start_with(
+        |c| c.host_names = vec!["ftp.example.com".to_owned(), "127.0.0.1".to_owned()],
+        &users(),
+    )
+    .await;
+    let mut raw = server.raw().await;
+    let text = raw.expect("HOST other.example.org", 504).await;
+    assert_eq!(text, "504 Unknown host\r\n");
+    raw.expect("HOST", 501).await;
+    raw.expect("HOST ftp.example.com.", 220).await;
+    raw.expect("USER alice", 331).await;
+    raw.expect(format!("PASS {PASSWORD}"), 230).await;
+
+    let mut by_address = server.raw().await;
+    by_address.expect("HOST [127.0.0.1]", 220).await;
+}
+
+#[tokio::test]
+async fn added_commands_need_a_login_except_host() {
     let server = TestServer::start_with(
         |_| {},
         &[TestUser {
@@ -417,4 +484,5 @@ async fn added_commands_need_a_login() {
     ] {
         raw.expect(command, 530).await;
     }
+    raw.expect("HOST ftp.example.com", 220).await;
 }

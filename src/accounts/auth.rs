@@ -478,6 +478,8 @@ impl Authenticator for FerryAuthenticator {
             op: Op::Login,
             user: username,
             client_ip,
+            // The authenticator does not see the session; HOST is in the records that follow.
+            host: None,
             path: "",
             bytes: None,
             duration: started.elapsed(),

@@ -109,4 +109,7 @@ pub struct ServeArgs {
     /// Transfers running at once in the whole server; the next one gets 450 [default: 512]
     #[arg(long, value_name = "N")]
     pub max_transfers: Option<String>,
+    /// Host names HOST (RFC 7151) accepts, comma-separated; others get 504 [default: any]
+    #[arg(long, value_name = "NAMES")]
+    pub host_names: Option<String>,
 }

@@ -36,10 +36,11 @@ pub(super) enum Key {
     LoginTimeout,
     DataTimeout,
     MaxTransfers,
+    HostNames,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 30] = [
+    pub(super) const ALL: [Key; 31] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -70,6 +71,7 @@ impl Key {
         Key::LoginTimeout,
         Key::DataTimeout,
         Key::MaxTransfers,
+        Key::HostNames,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -104,6 +106,7 @@ impl Key {
             Key::LoginTimeout => "login_timeout",
             Key::DataTimeout => "data_timeout",
             Key::MaxTransfers => "max_transfers",
+            Key::HostNames => "host_names",
         }
     }
 
@@ -159,5 +162,6 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::LoginTimeout, args.login_timeout.as_deref()),
         (Key::DataTimeout, args.data_timeout.as_deref()),
         (Key::MaxTransfers, args.max_transfers.as_deref()),
+        (Key::HostNames, args.host_names.as_deref()),
     ]
 }

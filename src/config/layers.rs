@@ -16,6 +16,8 @@ pub(super) enum RawValue {
     Text(String),
     Integer(i64),
     Boolean(bool),
+    /// A TOML array (`host_names`).
+    List(Vec<RawValue>),
     /// A TOML type no key takes, described for the error message ("an array").
     Other(&'static str),
 }
@@ -28,7 +30,9 @@ impl From<toml::Value> for RawValue {
             toml::Value::Boolean(boolean) => RawValue::Boolean(boolean),
             toml::Value::Float(_) => RawValue::Other("a decimal number"),
             toml::Value::Datetime(_) => RawValue::Other("a date-time"),
-            toml::Value::Array(_) => RawValue::Other("an array"),
+            toml::Value::Array(values) => {
+                RawValue::List(values.into_iter().map(RawValue::from).collect())
+            }
             toml::Value::Table(_) => RawValue::Other("a table"),
         }
     }
@@ -40,6 +44,7 @@ impl RawValue {
             RawValue::Text(text) => format!("the string {text:?}"),
             RawValue::Integer(number) => format!("the number {number}"),
             RawValue::Boolean(boolean) => format!("{boolean}"),
+            RawValue::List(_) => "an array".to_owned(),
             RawValue::Other(kind) => (*kind).to_owned(),
         }
     }

@@ -24,6 +24,7 @@ use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use values::normalize_host_name;
 use values::*;
 
 /// Loopback only, so a fresh install is unreachable from the network until someone says
@@ -135,6 +136,9 @@ pub struct Config {
     pub data_timeout: Duration,
     /// Transfers running at once in the whole server (`max_transfers`); the next one gets 450.
     pub max_transfers: usize,
+    /// Host names HOST (RFC 7151) accepts, in lower case without a trailing dot (`host_names`);
+    /// empty accepts any. A list in the file, comma-separated in the environment and the flag.
+    pub host_names: Vec<String>,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -167,6 +171,7 @@ impl Default for Config {
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             data_timeout: DEFAULT_DATA_TIMEOUT,
             max_transfers: DEFAULT_MAX_TRANSFERS,
+            host_names: Vec::new(),
             source_file: None,
         }
     }
@@ -393,6 +398,7 @@ impl Settings {
             Key::LoginTimeout => config.login_timeout = seconds(value, 1)?,
             Key::DataTimeout => config.data_timeout = seconds(value, 1)?,
             Key::MaxTransfers => config.max_transfers = count(value, 1)?,
+            Key::HostNames => config.host_names = parse_host_names(value)?,
         }
         Ok(())
     }

@@ -179,7 +179,8 @@ fn file_overrides_defaults() {
          admin_bind = \"127.0.0.1:9090\"\n\
          login_timeout = 12\n\
          data_timeout = 45\n\
-         max_transfers = 64\n",
+         max_transfers = 64\n\
+         host_names = [\"ftp.example.com\"]\n",
     );
     let config = fixture.load_file(&file).expect("loads");
     assert_eq!(
@@ -210,6 +211,7 @@ fn file_overrides_defaults() {
             login_timeout: Duration::from_secs(12),
             data_timeout: Duration::from_secs(45),
             max_transfers: 64,
+            host_names: vec!["ftp.example.com".to_owned()],
             source_file: Some(file),
         }
     );
@@ -629,6 +631,54 @@ fn passive_host_takes_ipv4_or_dns_name_only() {
             "{bad:?} accepted"
         );
     }
+}
+
+#[test]
+fn host_names_are_a_list_in_the_file_and_comma_separated_in_env_and_flags() {
+    let fixture = Fixture::new();
+    let file = fixture.config_file_with("host_names = [\"FTP.Example.com.\", \"[2001:DB8::1]\"]\n");
+    let config = fixture.load_file(&file).expect("valid");
+    assert_eq!(config.host_names, ["ftp.example.com", "2001:db8::1"]);
+    let config = fixture
+        .load(
+            &fixture.flags(&[]),
+            &[("FERRY_HOST_NAMES", "a.example, b.example,")],
+        )
+        .expect("valid");
+    assert_eq!(config.host_names, ["a.example", "b.example"]);
+    let config = fixture
+        .load(&fixture.flags(&["--host-names", "c.example"]), &[])
+        .expect("valid");
+    assert_eq!(config.host_names, ["c.example"]);
+    assert!(
+        Config::default().host_names.is_empty(),
+        "any name by default"
+    );
+
+    let file = fixture.config_file_with("host_names = [\"ok.example\", \"not a name\"]\n");
+    assert_eq!(
+        error_message(fixture.load_file(&file)),
+        format!(
+            "{}:3: key `host_names`: \"not a name\" is neither a DNS name nor an IP address",
+            file.display()
+        )
+    );
+    let file = fixture.config_file_with("host_names = [1]\n");
+    assert_eq!(
+        error_message(fixture.load_file(&file)),
+        format!(
+            "{}:3: key `host_names`: expected host names (strings), found the number 1",
+            file.display()
+        )
+    );
+    let file = fixture.config_file_with("bind = [\"127.0.0.1:21\"]\n");
+    assert_eq!(
+        error_message(fixture.load_file(&file)),
+        format!(
+            "{}:3: key `bind`: expected a string, found an array",
+            file.display()
+        )
+    );
 }
 
 #[test]

@@ -178,3 +178,49 @@ pub(super) fn parse_anonymous_home(text: String) -> Result<PathBuf, String> {
     }
     Ok(path)
 }
+
+/// The names HOST accepts: a TOML array of strings in the file, or (from the environment and
+/// flags) one string of names separated by commas. Each is a DNS name or an IP address
+/// (RFC 7151 section 3 allows both; an IPv6 address may come in brackets), kept in lower case
+/// without a trailing dot, as HOST arguments are compared.
+pub(super) fn parse_host_names(value: RawValue) -> Result<Vec<String>, String> {
+    let names: Vec<String> = match value {
+        RawValue::Text(text) => text.split(',').map(str::to_owned).collect(),
+        RawValue::List(values) => values
+            .into_iter()
+            .map(|value| match value {
+                RawValue::Text(text) => Ok(text),
+                other => Err(format!(
+                    "expected host names (strings), found {}",
+                    other.describe()
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        other => Err(format!(
+            "expected a list of host names, found {}",
+            other.describe()
+        ))?,
+    };
+    names
+        .iter()
+        .map(|name| name.trim())
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            normalize_host_name(name)
+                .ok_or_else(|| format!("{name:?} is neither a DNS name nor an IP address"))
+        })
+        .collect()
+}
+
+/// A host name as HOST compares it (lower case, no trailing dot, an IPv6 address without
+/// brackets), or None if it is neither a DNS name nor an IP address.
+pub fn normalize_host_name(name: &str) -> Option<String> {
+    let unbracketed = name
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(name);
+    if let Ok(address) = unbracketed.parse::<IpAddr>() {
+        return Some(address.to_string());
+    }
+    is_dns_name(name).then(|| name.trim_end_matches('.').to_ascii_lowercase())
+}

@@ -37,11 +37,28 @@ impl AuditLog {
             "op" => record.op.as_str(),
             "user" => record.user,
             "client_ip" => %record.client_ip,
+            HostField(record.host),
             "path" => record.path,
             "bytes" => record.bytes,
             "duration_ms" => record.duration.as_millis() as u64,
             "result" => result,
             "reason" => reason,
         );
+    }
+}
+
+/// The `host` field, written only when the client sent HOST: most sessions never do.
+struct HostField<'a>(Option<&'a str>);
+
+impl slog::KV for HostField<'_> {
+    fn serialize(
+        &self,
+        _record: &slog::Record,
+        serializer: &mut dyn slog::Serializer,
+    ) -> slog::Result {
+        match self.0 {
+            Some(host) => serializer.emit_str("host", host),
+            None => Ok(()),
+        }
     }
 }

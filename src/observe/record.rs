@@ -58,6 +58,8 @@ pub struct AuditRecord<'a> {
     pub op: Op,
     pub user: &'a str,
     pub client_ip: IpAddr,
+    /// The host name the client asked for with HOST (RFC 7151), if it sent one.
+    pub host: Option<&'a str>,
     pub path: &'a str,
     pub bytes: Option<u64>,
     pub duration: Duration,

@@ -304,10 +304,12 @@ fn admit<A>(
             Err(error) => slog::error!(shared.logger, "could not start session"; "error" => %error),
         }
         if let Some(user) = link.user() {
+            let host = link.host();
             shared.audit.record(AuditRecord {
                 op: Op::Logout,
                 user: &user,
                 client_ip: client.ip(),
+                host: host.as_deref(),
                 path: "",
                 bytes: None,
                 duration: started.elapsed(),
@@ -355,7 +357,7 @@ where
         Some(ftps) => ftps.configure(builder),
         None => builder,
     };
-    let builder = super::commands::register(builder);
+    let builder = super::commands::register(builder, &link, &config.host_names);
     builder
         .authenticator(shared.authenticator.clone())
         .greeting(shared.greeting)

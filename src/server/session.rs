@@ -122,6 +122,8 @@ pub struct SessionLink {
     /// The control socket, owned by libunftp (see the module docs).
     control: ControlSocket,
     user: Mutex<Option<String>>,
+    /// The host name given with HOST (RFC 7151), written into the session's audit records.
+    host: Mutex<Option<String>>,
     transfers: AtomicUsize,
     /// A session that never transferred has no final reply in flight: shutdown closes it at once.
     ever_transferred: AtomicBool,
@@ -139,6 +141,7 @@ impl SessionLink {
             client,
             control: ControlSocket::new(control)?,
             user: Mutex::new(None),
+            host: Mutex::new(None),
             transfers: AtomicUsize::new(0),
             ever_transferred: AtomicBool::new(false),
             server,
@@ -147,6 +150,17 @@ impl SessionLink {
 
     pub fn user(&self) -> Option<String> {
         self.user.lock().ok().and_then(|user| user.clone())
+    }
+
+    /// Records the host name the client asked for (HOST, before login).
+    pub fn set_host(&self, name: &str) {
+        if let Ok(mut host) = self.host.lock() {
+            *host = Some(name.to_owned());
+        }
+    }
+
+    pub fn host(&self) -> Option<String> {
+        self.host.lock().ok().and_then(|host| host.clone())
     }
 
     pub fn ever_transferred(&self) -> bool {
@@ -176,6 +190,10 @@ impl SessionContext for SessionLink {
         if let Ok(mut user) = self.user.lock() {
             *user = Some(name.to_owned());
         }
+    }
+
+    fn host(&self) -> Option<String> {
+        SessionLink::host(self)
     }
 
     fn begin_transfer(self: Arc<Self>) -> Result<crate::storage::TransferGuard, StoreError> {

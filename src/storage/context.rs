@@ -15,6 +15,8 @@ pub trait SessionContext: Debug + Send + Sync + 'static {
     fn client_ip(&self) -> IpAddr;
     /// Records who logged in, once the session's storage is entered.
     fn set_user(&self, name: &str);
+    /// The host name the client gave with HOST (RFC 7151), for the audit records.
+    fn host(&self) -> Option<String>;
     /// Counts a transfer as running until the guard drops; refused with
     /// [`StoreError::ShuttingDown`] once shutdown has begun, and with
     /// [`StoreError::TooManyTransfers`] while the server runs as many as it allows.

@@ -112,10 +112,12 @@ impl<S: Store> FerryStorage<S> {
         started: Instant,
         outcome: Outcome,
     ) {
+        let host = self.session.host();
         self.audit.record(AuditRecord {
             op,
             user: &user.name,
             client_ip: self.session.client_ip(),
+            host: host.as_deref(),
             path,
             bytes,
             duration: started.elapsed(),
@@ -438,10 +440,11 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             let text = read_whole_listing(pages, &style).await;
             return self.finish_listing(user, &path, started, text);
         }
-        let (audit, name, ip, shown) = (
+        let (audit, name, ip, host, shown) = (
             self.audit.clone(),
             user.name.clone(),
             self.session.client_ip(),
+            self.session.host(),
             path.to_string(),
         );
         let on_finish = Box::new(move |bytes: u64, result: Result<(), String>| {
@@ -449,6 +452,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
                 op: Op::Ls,
                 user: &name,
                 client_ip: ip,
+                host: host.as_deref(),
                 path: &shown,
                 bytes: Some(bytes),
                 duration: started.elapsed(),

@@ -115,6 +115,7 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         login_timeout: Duration::from_secs(30),
         data_timeout: Duration::from_secs(300),
         max_transfers: 10,
+        host_names: Vec::new(),
         source_file: None,
     }
 }

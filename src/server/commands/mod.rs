@@ -1,5 +1,5 @@
-//! The commands Ferry adds to libunftp's: MFMT, SITE CHMOD, and HASH (with OPTS HASH and the
-//! older XSHA1, XSHA256, XSHA512, XMD5, XCRC).
+//! The commands Ferry adds to libunftp's: MFMT, SITE CHMOD, HASH (with OPTS HASH and the older
+//! XSHA1, XSHA256, XSHA512, XMD5, XCRC) and HOST.
 //!
 //! Each is registered on the session's libunftp server (built for one connection, so a
 //! handler's state, such as the algorithm OPTS HASH selected, is that session's). A handler
@@ -9,21 +9,28 @@
 
 mod chmod;
 mod hash;
+mod host;
 mod mfmt;
 
+use super::session::SessionLink;
 use crate::accounts::auth::FerryUser;
 use crate::storage::FerryStorage;
 use libunftp::ServerBuilder;
 use libunftp::options::{Reply, ReplyCode};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Registers Ferry's commands on a session's server builder.
+/// Registers Ferry's commands on a session's server builder. `host_names` is the `host_names`
+/// setting (empty: HOST accepts any name).
 pub fn register(
     builder: ServerBuilder<FerryStorage, FerryUser>,
+    link: &Arc<SessionLink>,
+    host_names: &[String],
 ) -> ServerBuilder<FerryStorage, FerryUser> {
     let builder = builder
         .command_extension("MFMT", mfmt::Mfmt)
-        .site_command("CHMOD", chmod::SiteChmod);
+        .site_command("CHMOD", chmod::SiteChmod)
+        .command_extension("HOST", host::Host::new(link.clone(), host_names));
     hash::register(builder)
 }
 
