@@ -56,6 +56,11 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
+fn set_local_modified(path: &Path, when: SystemTime) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(when).unwrap();
+}
+
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -241,12 +246,7 @@ async fn lftp_mirror_reverse_keeps_modes_and_times() {
     set_mode(&tree.join("private.txt"), 0o640);
     set_mode(&tree.join("nested").join("script.sh"), 0o750);
     let when = UNIX_EPOCH + Duration::from_secs(MFMT_SECS);
-    std::fs::File::options()
-        .write(true)
-        .open(tree.join("private.txt"))
-        .unwrap()
-        .set_modified(when)
-        .unwrap();
+    set_local_modified(&tree.join("private.txt"), when);
 
     let script = format!(
         "set ftp:ssl-allow no; set net:timeout 10; set net:max-retries 2; \
@@ -271,17 +271,56 @@ async fn lftp_mirror_reverse_keeps_modes_and_times() {
     assert_eq!(modified(&remote.join("private.txt")), when);
 }
 
-async fn run_lftp(script: &str) -> Output {
-    let mut lftp = Command::new("lftp");
-    lftp.args(["-c", script]);
+/// rclone sets each copied file's modification time with MFMT once FEAT lists it; before,
+/// it printed `SetModTime is not supported` for every file and the times were the upload's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rclone_copy_keeps_modification_times() {
+    let server = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("kept.txt"), b"an old file").unwrap();
+    let when = UNIX_EPOCH + Duration::from_secs(MFMT_SECS);
+    set_local_modified(&source.join("kept.txt"), when);
+    let obscured = run_client(Command::new("rclone").args(["obscure", PASSWORD])).await;
+    let remote = format!(
+        ":ftp,host=127.0.0.1,port={},user=alice,pass={}:copied",
+        server.addr.port(),
+        String::from_utf8_lossy(&obscured.stdout).trim()
+    );
+    let copy = run_client(
+        Command::new("rclone")
+            .args(["copy", "--config", "/dev/null", "--retries", "1", "-v"])
+            .arg(&source)
+            .arg(&remote),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&copy.stderr);
+    assert!(copy.status.success(), "rclone: {}\n{stderr}", copy.status);
+    assert!(!stderr.contains("SetModTime is not supported"), "{stderr}");
+    let copied = server.home("alice").join("copied").join("kept.txt");
+    assert_eq!(std::fs::read(&copied).unwrap(), b"an old file");
+    assert_eq!(modified(&copied), when);
+}
+
+/// Runs a stock client off the async runtime, with a time limit. Takes the command by
+/// reference, as `Command`'s builder methods return it, and leaves an empty one behind.
+async fn run_client(command: &mut Command) -> Output {
+    let mut command = std::mem::replace(command, Command::new("true"));
+    let program = command.get_program().to_string_lossy().into_owned();
+    command.stdin(std::process::Stdio::null());
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || lftp.output()),
+        tokio::task::spawn_blocking(move || command.output()),
     )
     .await
-    .expect("lftp finishes within 60 s")
+    .unwrap_or_else(|_| panic!("{program} finishes within 60 s"))
     .expect("join");
-    output.unwrap_or_else(|error| panic!("lftp is installed (.ci/run installs it): {error}"))
+    output.unwrap_or_else(|error| panic!("{program} is installed (.ci/run installs it): {error}"))
+}
+
+async fn run_lftp(script: &str) -> Output {
+    run_client(Command::new("lftp").args(["-c", script])).await
 }
 
 // HASH
