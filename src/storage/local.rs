@@ -6,6 +6,7 @@
 //! target's directory and renamed over the final name only when complete.
 
 use super::cached::{self, CachedRead};
+use super::locked_writes::{self, AppendInProgress};
 use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
 use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
@@ -184,6 +185,30 @@ impl Store for LocalStore {
             Ok((file.into_std(), ()))
         };
         transfer::receive_into_file(input, offset, open, |()| Ok(()), self.data_timeout).await
+    }
+
+    async fn append<R>(
+        &self,
+        path: &UserPath,
+        input: &mut R,
+        gate: Arc<dyn CommitGate>,
+    ) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized,
+    {
+        let home = self.home()?;
+        let locked = locked_writes::lock_for_append(home.clone(), path).await?;
+        let offset = locked.len;
+        // From here until `keep`, dropping it (an error, ABOR, a disconnect) truncates the file
+        // back to `offset`; the transfer drops it only after its last write.
+        let append = AppendInProgress::new(locked, home, path.clone());
+        let open = move || Ok((append.writer()?, append));
+        let finish = move |append: AppendInProgress| {
+            gate.may_commit()?;
+            append.keep();
+            Ok(())
+        };
+        transfer::receive_into_file(input, offset, open, finish, self.data_timeout).await
     }
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ mod errors;
 mod listing;
 mod listing_stream;
 mod local;
+mod locked_writes;
 pub mod paths;
 mod readiness;
 mod store;
@@ -291,7 +292,8 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         FEATURE_RESTART
     }
 
-    /// Serves SIZE (and MDTM, MLST, RNFR, APPE's offset, which libunftp asks the same way).
+    /// Serves SIZE (and MDTM, MLST, RNFR, which libunftp asks the same way). Not APPE: the
+    /// `appe-append` patch makes APPE an append in `put`, which needs no size lookup.
     async fn metadata<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &FerryUser,
@@ -464,6 +466,14 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
         let result = async {
+            if libunftp::storage::upload_is_append() {
+                // APPE needs `upload` only, like a write in vsftpd and ProFTPD: appending adds
+                // to a file and never replaces what is there, so `overwrite` is not asked,
+                // and its size lookup is part of the append, not a listing (`list`).
+                let _transfer = self.session.clone().begin_transfer()?;
+                let gate = Arc::new(ControlConnectionGate(self.session.clone()));
+                return self.store.append(&path, &mut input, gate).await;
+            }
             self.check_overwrite(user, &path).await?;
             let _transfer = self.session.clone().begin_transfer()?;
             if start_pos == 0 {

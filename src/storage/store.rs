@@ -174,12 +174,26 @@ pub trait Store: Send + Sync + Debug + 'static {
     where
         R: AsyncRead + Unpin + Send + ?Sized;
 
-    /// Writes `input` into `path` in place from `offset` (REST+STOR, APPE), creating it if needed.
+    /// Writes `input` into `path` in place from `offset` (REST+STOR), creating it if needed.
     async fn write_in_place<R>(
         &self,
         path: &UserPath,
         offset: u64,
         input: &mut R,
+    ) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized;
+
+    /// Appends `input` to `path` (APPE), creating it if missing. Appends to one file run one
+    /// at a time, whatever their number and whichever sessions send them, each one landing
+    /// whole after the last. If `input` does not end cleanly, `gate` refuses, or this future is
+    /// dropped midway (ABOR), the file is left exactly as it was (one this append created is
+    /// removed again).
+    async fn append<R>(
+        &self,
+        path: &UserPath,
+        input: &mut R,
+        gate: Arc<dyn CommitGate>,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;

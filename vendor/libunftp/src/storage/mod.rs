@@ -100,3 +100,19 @@ pub fn stream_listing(body: ListingBody) -> bool {
         })
         .unwrap_or(false)
 }
+
+// FERRY PATCH (appe-append): upstream served APPE by asking the backend's `metadata` for the
+// file's size and then calling `put` at that offset. A backend that refuses the lookup (Ferry
+// does without the `list` permission) made the offset 0 and the append an overwrite, and two
+// APPEs to one file wrote at the same offset, so one was lost. APPE now calls `put` at offset 0
+// inside this scope instead, and the backend appends (atomically, as it sees fit).
+tokio::task_local! {
+    pub(crate) static APPEND_UPLOAD: bool;
+}
+
+/// FERRY PATCH (appe-append): true while the `put` of an APPE is running in the calling task:
+/// the backend must append the data to the file (creating it if missing) and ignore the
+/// offset, which is 0. False for STOR and anywhere else.
+pub fn upload_is_append() -> bool {
+    APPEND_UPLOAD.try_with(|append| *append).unwrap_or(false)
+}
