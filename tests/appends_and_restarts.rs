@@ -1,10 +1,10 @@
 //! APPE and REST write into the live file: an append adds to the file whatever the user may
-//! list, appends to one file never overwrite each other, and a broken append leaves the file as
-//! it was.
+//! list, appends to one file never overwrite each other, a broken append leaves the file as it
+//! was, and a restart offset past the end of the file is refused (554) with nothing written.
 
 mod common;
 
-use common::{RawSession, TestServer, TestUser};
+use common::{RawSession, TestServer, TestUser, read_all};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -236,5 +236,81 @@ async fn a_broken_append_leaves_the_file_as_it_was() {
     while new.exists() {
         assert!(tokio::time::Instant::now() < deadline, "new.bin is left");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `REST 1099511627776` then STOR made a 1 TiB sparse file. An offset past the end of the
+/// file, or any offset on a missing file, is refused with 554 and nothing is written.
+#[tokio::test]
+async fn stor_after_a_rest_past_the_end_is_refused_with_554() {
+    let server = server_with_file("alice", "small.bin", ORIGINAL).await;
+    let home = server.home("alice");
+    let mut raw = server.raw_login("alice").await;
+    for (offset, name) in [
+        (1_099_511_627_776u64, "small.bin"),
+        (ORIGINAL.len() as u64 + 1, "small.bin"),
+        (5, "missing.bin"),
+    ] {
+        raw.expect(format!("REST {offset}"), 350).await;
+        let mut data = raw.epsv(server.addr).await;
+        raw.send(format!("STOR {name}")).await;
+        let mut reply = raw.reply().await;
+        if reply.0 == 150 {
+            // The server may accept the data connection before it looks at the file.
+            let _ = data.write_all(b"x").await;
+            let _ = data.shutdown().await;
+            reply = raw.reply().await;
+        }
+        drop(data);
+        assert_eq!(reply.0, 554, "REST {offset} + STOR {name}: {reply:?}");
+    }
+    let meta = std::fs::metadata(home.join("small.bin")).unwrap();
+    assert_eq!(meta.len(), ORIGINAL.len() as u64, "the file grew");
+    assert_eq!(std::fs::read(home.join("small.bin")).unwrap(), ORIGINAL);
+    assert!(!home.join("missing.bin").exists());
+
+    // At the end of the file is a valid restart: the upload continues the file.
+    raw.expect(format!("REST {}", ORIGINAL.len()), 350).await;
+    let mut data = raw.epsv(server.addr).await;
+    raw.expect("STOR small.bin", 150).await;
+    data.write_all(b" world").await.unwrap();
+    data.shutdown().await.unwrap();
+    drop(data);
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(
+        std::fs::read(home.join("small.bin")).unwrap(),
+        b"hello world"
+    );
+}
+
+/// RETR after a REST past the end is 554 too (as ProFTPD answers), for files served from the
+/// page cache and with sendfile alike; at exactly the end it sends nothing and succeeds.
+#[tokio::test]
+async fn retr_after_a_rest_past_the_end_is_refused_with_554() {
+    let server = TestServer::start_with(|_| {}, &users()).await;
+    let home = server.home("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let sizes = [10usize, 200_000];
+    for size in sizes {
+        std::fs::write(home.join(format!("f{size}.bin")), common::pattern(size)).unwrap();
+    }
+    let mut raw = server.raw_login("alice").await;
+    for size in sizes {
+        raw.expect(format!("REST {}", size + 1), 350).await;
+        let data = raw.epsv(server.addr).await;
+        let reply = final_reply(&mut raw, &format!("RETR f{size}.bin")).await;
+        assert_eq!(
+            reply.0,
+            554,
+            "RETR {size}-byte file from {}: {reply:?}",
+            size + 1
+        );
+        drop(data);
+
+        raw.expect(format!("REST {size}"), 350).await;
+        let data = raw.epsv(server.addr).await;
+        raw.expect(format!("RETR f{size}.bin"), 150).await;
+        assert!(read_all(data).await.is_empty());
+        assert_eq!(raw.reply().await.0, 226);
     }
 }

@@ -19,6 +19,16 @@ pub fn to_ftp_error(error: StoreError) -> Error {
             ErrorKind::TransientFileNotAvailable // 450
         }
         StoreError::Io(_) => ErrorKind::LocalError, // 451
+        // 554 (RFC 3659, section 5): no ErrorKind carries it, so libunftp's
+        // `invalid-rest-offset` patch answers 554 when the source is its `InvalidRestOffset`;
+        // the kind only sorts the failure in libunftp's metrics (a client error).
+        StoreError::InvalidRestOffset { offset, len } => {
+            let invalid = libunftp::storage::InvalidRestOffset {
+                offset: *offset,
+                len: *len,
+            };
+            return Error::new(ErrorKind::PermanentFileNotAvailable, invalid);
+        }
     };
     Error::new(kind, error)
 }

@@ -1,8 +1,8 @@
-//! Appends (APPE) into the file everyone sees, one at a time per file.
+//! Writes into the file everyone sees (APPE, REST+STOR), one at a time per file.
 //!
 //! An atomic upload never needs this: it writes a private temporary and renames it. An append
-//! writes into the live file, so two at once would land at the same offset and one would be
-//! lost. Each holds an exclusive flock(2) on the file from
+//! or a resumed upload writes into the live file, so two at once would interleave or land at
+//! the same offset and one would be lost. Each holds an exclusive flock(2) on the file from
 //! before it reads the file's length until its last byte is written, or undone. flock rather
 //! than fcntl locks, because fcntl locks belong to the process and every session shares one.
 //! The lock is waited for on the async side, trying with `LOCK_NB` and sleeping in between,
@@ -26,24 +26,36 @@ const LOCK_RETRY_FIRST_WAIT: Duration = Duration::from_millis(5);
 /// and a queue of waiters costs at most a few blocking-pool hops a second each.
 const LOCK_RETRY_MAX_WAIT: Duration = Duration::from_millis(100);
 
+/// What the locked file is opened for.
+#[derive(Debug, Clone, Copy)]
+pub enum LockedWrite {
+    /// APPE: create the file if it is missing; write at its end.
+    Append,
+    /// REST+STOR: the file must exist and be at least `offset` bytes long.
+    Resume { offset: u64 },
+}
+
 /// A regular file under this process's exclusive flock, opened beneath the home. The lock
 /// lasts until `file` and every duplicate of it are closed.
 #[derive(Debug)]
 pub struct LockedFile {
     pub file: File,
-    /// The file's length once the lock was held: where the append starts.
+    /// The file's length once the lock was held: where the write starts for an append.
     pub len: u64,
     /// Set when this append created the file: undoing it removes the file again.
     created: bool,
 }
 
-/// Opens `path` for appending, creating it if missing, and waits (without holding a thread)
-/// until the lock is ours.
-pub async fn lock_for_append(home: Arc<Dir>, path: &UserPath) -> Result<LockedFile, StoreError> {
+/// Opens `path` for `purpose` and waits (without holding a thread) until the lock is ours.
+pub async fn lock_for_writing(
+    home: Arc<Dir>,
+    path: &UserPath,
+    purpose: LockedWrite,
+) -> Result<LockedFile, StoreError> {
     let mut wait = LOCK_RETRY_FIRST_WAIT;
     loop {
         let (home, path) = (home.clone(), path.clone());
-        let attempt = tokio::task::spawn_blocking(move || try_lock(&home, &path))
+        let attempt = tokio::task::spawn_blocking(move || try_lock(&home, &path, purpose))
             .await
             .map_err(|join_error| StoreError::Io(io::Error::other(join_error)))??;
         match attempt {
@@ -66,21 +78,22 @@ enum Attempt {
     Moved,
 }
 
-fn try_lock(home: &Dir, path: &UserPath) -> Result<Attempt, StoreError> {
+fn try_lock(home: &Dir, path: &UserPath, purpose: LockedWrite) -> Result<Attempt, StoreError> {
     let open = |create_new: bool| {
         let mut options = OpenOptions::new();
         // O_NONBLOCK: opening a FIFO would otherwise wait for a reader; files ignore it.
-        // O_APPEND on top of the lock: a writer that ignores flock (another program) still
-        // cannot make this append overwrite its bytes.
-        options
-            .append(true)
-            .create_new(create_new)
-            .custom_flags(libc::O_NONBLOCK);
+        options.custom_flags(libc::O_NONBLOCK);
+        match purpose {
+            // O_APPEND on top of the lock: a writer that ignores flock (another program)
+            // still cannot make this append overwrite its bytes.
+            LockedWrite::Append => options.append(true).create_new(create_new),
+            LockedWrite::Resume { .. } => options.write(true),
+        };
         home.open_with(path.relative(), &options)
     };
-    let (file, created) = match open(false) {
-        Ok(file) => (file, false),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+    let (file, created) = match (open(false), purpose) {
+        (Ok(file), _) => (file, false),
+        (Err(error), LockedWrite::Append) if error.kind() == io::ErrorKind::NotFound => {
             match open(true) {
                 Ok(file) => (file, true),
                 // Created by another append meanwhile: append to that one.
@@ -90,7 +103,10 @@ fn try_lock(home: &Dir, path: &UserPath) -> Result<Attempt, StoreError> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(error) => return Err(error.into()),
+        (Err(error), LockedWrite::Resume { offset }) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::InvalidRestOffset { offset, len: None });
+        }
+        (Err(error), _) => return Err(error.into()),
     };
     if !file.metadata()?.is_file() {
         return Err(StoreError::NotAFile);
@@ -107,6 +123,14 @@ fn try_lock(home: &Dir, path: &UserPath) -> Result<Attempt, StoreError> {
         return Ok(Attempt::Moved);
     }
     let len = file.metadata()?.len();
+    if let LockedWrite::Resume { offset } = purpose
+        && offset > len
+    {
+        return Err(StoreError::InvalidRestOffset {
+            offset,
+            len: Some(len),
+        });
+    }
     Ok(Attempt::Locked(LockedFile { file, len, created }))
 }
 

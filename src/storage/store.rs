@@ -57,6 +57,10 @@ pub enum StoreError {
     ShuttingDown,
     #[error("too many transfers in progress; try again later")]
     TooManyTransfers,
+    /// A restart offset (REST) past the end of the file, or any offset but 0 on a missing
+    /// file (`len` None): honouring it would leave a hole or send nothing.
+    #[error("restart offset {offset} is past the end of the file")]
+    InvalidRestOffset { offset: u64, len: Option<u64> },
     #[error("not logged in")]
     NoHome,
     #[error("I/O error: {0}")]
@@ -152,7 +156,8 @@ pub trait Store: Send + Sync + Debug + 'static {
         Ok(Listing::File(path.file_name(), entry))
     }
 
-    /// Sends a regular file from `offset` to `out`.
+    /// Sends a regular file from `offset` to `out`; an offset past the end of the file is
+    /// [`StoreError::InvalidRestOffset`] (at the end, nothing is sent).
     async fn read_into<W>(
         &self,
         path: &UserPath,
@@ -174,7 +179,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     where
         R: AsyncRead + Unpin + Send + ?Sized;
 
-    /// Writes `input` into `path` in place from `offset` (REST+STOR), creating it if needed.
+    /// Writes `input` into the existing file `path` in place from `offset` (REST+STOR). The
+    /// offset must be within the file (at most its length): a larger one, or a missing file, is
+    /// [`StoreError::InvalidRestOffset`] and nothing is written.
     async fn write_in_place<R>(
         &self,
         path: &UserPath,
