@@ -62,6 +62,14 @@ impl<S: Store> FerryStorage<S> {
         }
     }
 
+    /// What `user` may do now: the account as the users file was last reloaded, not the
+    /// snapshot libunftp took at login, so that a disabled, removed or restricted account
+    /// stops at its session's next command.
+    fn permissions_now(&self, user: &FerryUser) -> Result<Permissions, StoreError> {
+        user.standing(self.session.client_ip())
+            .map_err(|revoked| StoreError::Denied(revoked.to_string()))
+    }
+
     /// Resolves the client path and checks one permission; refusals are audited here.
     fn authorize(
         &self,
@@ -70,10 +78,11 @@ impl<S: Store> FerryStorage<S> {
         path: &Path,
         allowed: fn(&Permissions) -> bool,
     ) -> ftp::Result<UserPath> {
-        let refusal = match resolve_user_path(path) {
-            Ok(resolved) if allowed(&user.permissions) => return Ok(resolved),
-            Ok(_) => StoreError::Denied(format!("user may not {}", op.as_str())),
-            Err(error) => StoreError::BadName(error),
+        let refusal = match (resolve_user_path(path), self.permissions_now(user)) {
+            (Err(error), _) => StoreError::BadName(error),
+            (Ok(_), Err(revoked)) => revoked,
+            (Ok(resolved), Ok(permissions)) if allowed(&permissions) => return Ok(resolved),
+            (Ok(_), Ok(_)) => StoreError::Denied(format!("user may not {}", op.as_str())),
         };
         let shown = path.display().to_string();
         self.record(
@@ -157,7 +166,7 @@ impl<S: Store> FerryStorage<S> {
 
     /// Uploads replace a file only if the user may overwrite it.
     async fn check_overwrite(&self, user: &FerryUser, path: &UserPath) -> Result<(), StoreError> {
-        if user.permissions.overwrite {
+        if self.permissions_now(user)?.overwrite {
             return Ok(());
         }
         match self.store.entry(path).await {
@@ -280,7 +289,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
 
     fn enter(&mut self, user: &FerryUser) -> std::io::Result<()> {
         self.store.enter(&user.home)?;
-        self.session.set_user(&user.name);
+        self.session.set_user(user);
         Ok(())
     }
 
@@ -547,12 +556,14 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         self.finish(user, Op::Rmdir, &path, started, result, |_| None)
     }
 
-    /// One stat: the target must be a directory inside the home.
+    /// One stat: the target must be a directory inside the home. Needs no permission, only
+    /// an account that still admits the session.
     async fn cwd<P: AsRef<Path> + Send + Debug>(
         &self,
-        _user: &FerryUser,
+        user: &FerryUser,
         path: P,
     ) -> ftp::Result<()> {
+        self.permissions_now(user).map_err(errors::to_ftp_error)?;
         let path =
             resolve_user_path(path.as_ref()).map_err(|error| errors::to_ftp_error(error.into()))?;
         match self.store.entry(&path).await {
