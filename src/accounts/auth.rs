@@ -37,13 +37,84 @@ fn is_anonymous_name(name: &str) -> bool {
 }
 
 /// The logged-in user of a session, as libunftp hands it to the storage backend.
-#[derive(Debug, Clone)]
+///
+/// libunftp keeps this value for the whole session, so it is a snapshot of the account at login.
+/// What the user may do *now* is [`FerryUser::standing`], which looks at the users file as last
+/// reloaded: a session opened before the account was disabled, removed or made read-only must
+/// not keep rights it no longer has.
+#[derive(Clone)]
 pub struct FerryUser {
     pub name: String,
     /// Absolute path of the home directory (beneath the server root).
     pub home: PathBuf,
+    /// The permissions at login; see [`FerryUser::standing`] for the current ones.
     pub permissions: Permissions,
     pub anonymous: bool,
+    /// The accounts this user logged in from; None for anonymous sessions, whose rights come
+    /// from the configuration (not reloaded) rather than the users file.
+    directory: Option<Arc<UserDirectory>>,
+}
+
+/// Why an open session's account no longer lets it work. The session is closed with 421 when
+/// the users file is reloaded; until then every file operation is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Revoked {
+    #[error("account removed")]
+    Removed,
+    #[error("account disabled")]
+    Disabled,
+    /// The name now has another home: the session's is no longer this account's.
+    #[error("account home changed")]
+    HomeChanged,
+    #[error("client network no longer allowed")]
+    NetworkNotAllowed,
+}
+
+impl FerryUser {
+    /// A user whose rights are fixed for the whole session, not looked up in the users file
+    /// (anonymous sessions, whose rights come from the configuration).
+    pub fn with_fixed_rights(name: &str, home: PathBuf, permissions: Permissions) -> FerryUser {
+        FerryUser {
+            name: name.to_string(),
+            home,
+            permissions,
+            anonymous: false,
+            directory: None,
+        }
+    }
+
+    /// What this user, connected from `client_ip`, may do now: the permissions of the account
+    /// in the users file as last reloaded, or why the account no longer admits the session.
+    /// Cheap (a read lock, an `Arc` clone and a map lookup): asked before every operation.
+    pub fn standing(&self, client_ip: IpAddr) -> Result<Permissions, Revoked> {
+        let Some(directory) = &self.directory else {
+            return Ok(self.permissions);
+        };
+        let users = directory.users();
+        let record = users.get(&self.name).ok_or(Revoked::Removed)?;
+        if !record.enabled {
+            return Err(Revoked::Disabled);
+        }
+        if directory.root().join(&record.home) != self.home {
+            return Err(Revoked::HomeChanged);
+        }
+        if !record.allows_ip(client_ip) {
+            return Err(Revoked::NetworkNotAllowed);
+        }
+        Ok(record.permissions)
+    }
+}
+
+impl fmt::Debug for FerryUser {
+    // By hand: the directory would print every account of the users file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FerryUser")
+            .field("name", &self.name)
+            .field("home", &self.home)
+            .field("permissions", &self.permissions)
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Display for FerryUser {
@@ -61,8 +132,9 @@ impl unftp_core::auth::UserDetail for FerryUser {
 /// The accounts of the users file, reloadable while the server runs.
 ///
 /// A reload swaps in a whole new [`UsersFile`]; a login in progress keeps the snapshot it
-/// started with, and established sessions hold their own [`FerryUser`], so no session is
-/// dropped or changed by a reload.
+/// started with. Established sessions look their account up again before every operation
+/// ([`FerryUser::standing`]), so a reload that changes permissions applies to their next
+/// command, and the server closes those whose account it removed or disabled.
 #[derive(Debug)]
 pub struct UserDirectory {
     users_file: PathBuf,
@@ -511,10 +583,12 @@ impl UserDetailProvider for FerryAuthenticator {
             && let Some(home) = self.directory.anonymous_home()
         {
             return Ok(FerryUser {
-                name: ANONYMOUS_SESSION_NAME.to_string(),
-                home: home.to_path_buf(),
-                permissions: Permissions::READ_ONLY,
                 anonymous: true,
+                ..FerryUser::with_fixed_rights(
+                    ANONYMOUS_SESSION_NAME,
+                    home.to_path_buf(),
+                    Permissions::READ_ONLY,
+                )
             });
         }
         // Looked up again because libunftp passes only the name. A reload between the two
@@ -527,6 +601,7 @@ impl UserDetailProvider for FerryAuthenticator {
                 home: self.directory.root().join(&record.home),
                 permissions: record.permissions,
                 anonymous: false,
+                directory: Some(Arc::clone(&self.directory)),
             }),
             Some(_) => Err(UserDetailError::Generic("account disabled".into())),
             None => Err(UserDetailError::UserNotFound {

@@ -2,10 +2,10 @@
 
 use crate::accounts::verified_logins::VerifiedLogins;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::Arc;
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -120,15 +120,86 @@ pub fn validate_phc(phc: &str) -> Result<(), PhcError> {
 
 /// Whether `candidate` is the password `phc` was made from. Blocking (one full argon2 hash);
 /// the final comparison is constant-time (argon2's `Output` equality). A malformed `phc`
-/// verifies nothing.
+/// verifies nothing. Allocates the hash's memory for this one call: logins use
+/// [`PasswordVerifier`], which reuses it.
 pub fn verify_password(phc: &str, candidate: &str) -> bool {
-    match PasswordHash::new(phc) {
-        // The parameters come from the PHC string, so old hashes keep verifying after the
-        // constants above change.
-        Ok(hash) => ferry_argon2()
-            .verify_password(candidate.as_bytes(), &hash)
-            .is_ok(),
-        Err(_) => false,
+    verify_password_in(phc, candidate, &mut Vec::new())
+}
+
+/// [`verify_password`] with argon2's working memory in `memory`, grown if it is too small for
+/// the hash's memory cost and left allocated for the next call.
+fn verify_password_in(phc: &str, candidate: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    // Everything comes from the PHC string, as argon2's own `verify_password` does, so old
+    // hashes keep verifying after the constants above change.
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    // A PHC salt is at most 64 Base64 characters, fewer bytes once decoded.
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        argon2
+            .hash_password_into_with_memory(candidate.as_bytes(), salt, out, &mut memory[..])
+            .map_err(argon2::password_hash::Error::from)
+    });
+    computed.is_ok_and(|computed| computed == expected)
+}
+
+/// Argon2's working memory for login hashes, reused from one hash to the next.
+///
+/// argon2 allocates its memory cost (19 MiB) for every hash and frees it after. glibc serves
+/// allocations that size from per-thread arenas and keeps what is freed there for later, so
+/// a flood of failed logins left hundreds of MiB resident for good (400 wrong passwords took
+/// the server from 11 MB to 400 MB). Each hash now takes a buffer from here and puts it back:
+/// hashes run at most `max_concurrent_logins` at once, so at most that many buffers ever
+/// exist, and the server's hashing memory stays at that many × 19 MiB.
+#[derive(Debug, Default)]
+struct HashMemory {
+    /// Buffers not in use. `std` lock: held only to push or pop.
+    idle: Mutex<Vec<Vec<Block>>>,
+}
+
+/// Largest buffer kept for reuse (32 MiB, in blocks of 1 KiB): room for Ferry's own hashes and
+/// then some. A bigger one (a users-file hash with a larger memory cost) is freed after use;
+/// glibc maps allocations of 32 MiB and more on their own and unmaps them when freed.
+const KEPT_MEMORY_BLOCKS: usize = 32 * 1024;
+
+impl HashMemory {
+    fn take(&self) -> Vec<Block> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, memory: Vec<Block>) {
+        if memory.len() <= KEPT_MEMORY_BLOCKS {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(memory);
+        }
     }
 }
 
@@ -149,6 +220,8 @@ pub struct PasswordVerifier {
     in_flight: Arc<InFlight>,
     /// Successful verifications of the last few minutes (`verify_or_recall`).
     recent: Arc<VerifiedLogins>,
+    /// Argon2 memory, one buffer per hash in flight at most.
+    memory: Arc<HashMemory>,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +240,7 @@ impl PasswordVerifier {
             permits: Arc::new(Semaphore::new(max_concurrent_hashes.max(1))),
             in_flight: Arc::default(),
             recent: Arc::default(),
+            memory: Arc::default(),
         }
     }
 
@@ -210,6 +284,7 @@ impl PasswordVerifier {
         let (owned_phc, owned_candidate) = (phc.to_owned(), candidate.to_owned());
         let in_flight = Arc::clone(&self.in_flight);
         let remember = recall.map(|generation| (Arc::clone(&self.recent), generation));
+        let hash_memory = Arc::clone(&self.memory);
         // The permit moves into the hashing thread: if the client disconnects and this future
         // is dropped, the hash still runs to completion and keeps its permit until then, so
         // abandoned logins cannot push the number of hashes past the bound.
@@ -217,7 +292,10 @@ impl PasswordVerifier {
             let running = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
             in_flight.peak.fetch_max(running, Ordering::SeqCst);
             in_flight.total.fetch_add(1, Ordering::SeqCst);
-            let matches = verify_password(&owned_phc, &owned_candidate);
+            // Taken while the permit is held, so buffers never outnumber permits.
+            let mut memory = hash_memory.take();
+            let matches = verify_password_in(&owned_phc, &owned_candidate, &mut memory);
+            hash_memory.give_back(memory);
             if let (true, Some((recent, generation))) = (matches, remember) {
                 // Before the permit is released, so the next login waiting for it finds this.
                 recent.insert(generation, &owned_phc, &owned_candidate, Instant::now());

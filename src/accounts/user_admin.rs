@@ -92,7 +92,7 @@ fn execute(
             password_stdin,
         } => {
             let path = users.path;
-            let mut file = load_or_create(&path, out)?;
+            let file = load_or_create(&path, out)?;
             // Everything is checked before asking for the password, so a typo in the
             // command does not cost the admin a password prompt first.
             validate_user_name(&name).map_err(|problem| UsersError::InvalidUserName {
@@ -117,7 +117,7 @@ fn execute(
                 Permissions::ALL
             };
             let password = new_password(&name, password_stdin, stdin)?;
-            file.insert(UserRecord {
+            let record = UserRecord {
                 name: name.clone(),
                 password_hash: hash_password(&password)?,
                 home: home.clone(),
@@ -125,8 +125,18 @@ fn execute(
                 enabled: true,
                 allowed_networks: Vec::new(),
                 require_tls,
-            });
-            file.save(&path)?;
+            };
+            edit_locked(&path, |file| {
+                // Checked again under the lock: another `add` may have won the name meanwhile.
+                if file.get(&name).is_some() {
+                    return Err(UsersError::UserExists {
+                        path: path.clone(),
+                        user: name.clone(),
+                    });
+                }
+                file.insert(record);
+                Ok(())
+            })?;
             report(
                 out,
                 format_args!(
@@ -142,13 +152,22 @@ fn execute(
             password_stdin,
         } => {
             let path = users.path;
-            let mut file = UsersFile::load(&path)?;
-            let Some(record) = file.get_mut(&name) else {
+            if UsersFile::load(&path)?.get(&name).is_none() {
                 return Err(UsersError::NoSuchUser { path, user: name });
-            };
+            }
             let password = new_password(&name, password_stdin, stdin)?;
-            record.password_hash = hash_password(&password)?;
-            file.save(&path)?;
+            let password_hash = hash_password(&password)?;
+            edit_locked(&path, |file| match file.get_mut(&name) {
+                Some(record) => {
+                    record.password_hash = password_hash;
+                    Ok(())
+                }
+                // Removed while the password was typed.
+                None => Err(UsersError::NoSuchUser {
+                    path: path.clone(),
+                    user: name.clone(),
+                }),
+            })?;
             report(
                 out,
                 format_args!("changed the password of `{name}` in {}", path.display()),
@@ -156,11 +175,13 @@ fn execute(
         }
         UserCommand::Remove { name, users } => {
             let path = users.path;
-            let mut file = UsersFile::load(&path)?;
-            if file.remove(&name).is_none() {
-                return Err(UsersError::NoSuchUser { path, user: name });
-            }
-            file.save(&path)?;
+            edit_locked(&path, |file| match file.remove(&name) {
+                Some(_) => Ok(()),
+                None => Err(UsersError::NoSuchUser {
+                    path: path.clone(),
+                    user: name.clone(),
+                }),
+            })?;
             report(
                 out,
                 format_args!(
@@ -174,6 +195,65 @@ fn execute(
             write_user_table(&file, out).map_err(UsersError::Output)
         }
     }
+}
+
+/// Applies `edit` to the users file as it is now and saves the result, all under an exclusive
+/// lock, so that concurrent edits (ten `ferry user add` at once, a `remove` racing an `add`)
+/// each apply to what the one before saved instead of overwriting it. The file is read again
+/// here, under the lock: a copy read earlier (before a password prompt, or an argon2 hash that
+/// takes 50 ms) may be stale. An error from `edit` leaves the file untouched.
+fn edit_locked(
+    path: &Path,
+    edit: impl FnOnce(&mut UsersFile) -> Result<(), UsersError>,
+) -> Result<(), UsersError> {
+    let _lock = UsersFileLock::acquire(path)?;
+    // Whatever `load_or_create` would say was said already, before the lock.
+    let mut file = load_or_create(path, &mut io::sink())?;
+    edit(&mut file)?;
+    file.save(path)
+}
+
+/// An exclusive flock(2) on the users file's sidecar lock file, `<users file>.lock` beside the
+/// file a symlink leads to, held until dropped. Not on the users file itself: `save` replaces
+/// that by renaming a new file over it, and a lock on the old inode would not exclude the next
+/// editor, who opens the new one. The lock file is never removed: removing it would let two
+/// editors hold locks on two different lock files. The server does not take it: it only reads,
+/// and every save is an atomic rename.
+#[derive(Debug)]
+struct UsersFileLock {
+    _file: std::fs::File,
+}
+
+impl UsersFileLock {
+    fn acquire(users_file: &Path) -> Result<Self, UsersError> {
+        let path = lock_file_path(users_file);
+        let lock_error = |source| UsersError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(lock_error)?
+        };
+        // Blocking: another `ferry user` holds it for the few milliseconds of a save.
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|errno| lock_error(io::Error::from(errno)))?;
+        Ok(UsersFileLock { _file: file })
+    }
+}
+
+/// `<users file>.lock`, beside the file a symlink at `users_file` leads to (where `save` writes).
+fn lock_file_path(users_file: &Path) -> PathBuf {
+    let target = std::fs::canonicalize(users_file).unwrap_or_else(|_| users_file.to_path_buf());
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    target.with_file_name(name)
 }
 
 /// Loads `path`, or starts an empty users file when it does not exist yet.

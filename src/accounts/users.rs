@@ -69,6 +69,8 @@ pub enum UsersError {
     },
     #[error("could not write {}: {source}", path.display())]
     Write { path: PathBuf, source: io::Error },
+    #[error("could not lock {} for editing: {source}", path.display())]
+    Lock { path: PathBuf, source: io::Error },
     #[error("could not encode {} as TOML: {source}", path.display())]
     Encode {
         path: PathBuf,

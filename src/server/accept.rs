@@ -108,6 +108,9 @@ pub struct FerryServer<A> {
     shared: Arc<Shared<A>>,
     /// The admin HTTP listener, when `admin_bind` is set; serves while `serve` runs.
     admin: Option<AdminServer>,
+    /// The users whose reloads close the sessions of accounts they removed or disabled
+    /// (see [`FerryServer::close_revoked_sessions`]); None: sessions are left alone.
+    users: Option<Arc<UserDirectory>>,
 }
 
 impl<A> FerryServer<A>
@@ -157,7 +160,16 @@ where
             listener,
             shared,
             admin: None,
+            users: None,
         })
+    }
+
+    /// While serving, after each reload of `users`, closes with 421 every session whose
+    /// account the reload removed, disabled or otherwise revoked: NOOP must not keep such a
+    /// session alive. (Changed permissions need nothing here: storage looks them up anew for
+    /// every command.)
+    pub fn close_revoked_sessions(&mut self, users: Arc<UserDirectory>) {
+        self.users = Some(users);
     }
 
     /// Binds the admin HTTP listener on `addr`, reporting on this server and `users`.
@@ -204,8 +216,11 @@ where
             listener,
             shared,
             admin,
+            users,
         } = self;
         let admin = admin.map(AdminServer::spawn);
+        let revoker =
+            users.map(|users| tokio::spawn(close_revoked_after_reloads(shared.clone(), users)));
         slog::info!(shared.logger, "ferry listening"; "bind" => %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
         let mut session_tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -224,6 +239,9 @@ where
             }
         }
         drop(listener);
+        if let Some(revoker) = revoker {
+            revoker.abort();
+        }
         drain_sessions(&shared, &mut session_tasks).await;
         if let Some(admin) = admin {
             admin.stop().await;
@@ -390,6 +408,23 @@ fn library_logger(logger: &slog::Logger, level: slog::Level, client: SocketAddr)
     }
 }
 
+/// Waits for each successful reload of `users` and closes the sessions it revoked.
+async fn close_revoked_after_reloads<A>(shared: Arc<Shared<A>>, users: Arc<UserDirectory>) {
+    let mut seen = users.generation();
+    loop {
+        users.wait_for_generation(seen + 1).await;
+        seen = users.generation();
+        let sessions: Vec<Arc<SessionLink>> = lock(&shared.sessions).values().cloned().collect();
+        for link in sessions {
+            if let Some(revoked) = link.revoked() {
+                slog::warn!(shared.logger, "session closed: {revoked}";
+                    "user" => link.user().unwrap_or_default(), "client" => %link.client);
+                link.close(&format!("Session closed: {revoked}"));
+            }
+        }
+    }
+}
+
 /// Graceful shutdown: idle sessions are closed at once; sessions with a running transfer are
 /// closed when it ends; whatever remains when the grace period is over is closed regardless.
 async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) {
@@ -477,6 +512,7 @@ pub async fn start(
     let admin_bind = config.admin_bind;
     let login_guard = authenticator.login_guard();
     let mut server = FerryServer::bind(config, authenticator, login_guard, audit, logger).await?;
+    server.close_revoked_sessions(directory.clone());
     if let Some(addr) = admin_bind {
         server.bind_admin(addr, directory).await?;
     }

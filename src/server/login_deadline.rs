@@ -92,7 +92,11 @@ mod tests {
     #[tokio::test]
     async fn logged_in_session_is_left_alone() {
         let (link, _client, _server_side) = connected_link();
-        link.set_user("alice");
+        link.set_user(&crate::accounts::auth::FerryUser::with_fixed_rights(
+            "alice",
+            "/srv/alice".into(),
+            crate::accounts::users::Permissions::ALL,
+        ));
         let stand_in = tokio::time::sleep(Duration::from_millis(200));
         let timeout = Duration::from_millis(20);
         let watch = serve_with_login_deadline(stand_in, &link, timeout, &discard_logger()).await;

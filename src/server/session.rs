@@ -7,6 +7,7 @@
 //! and so that shutdown can close idle sessions. It does not hold a duplicate for the whole
 //! session: that would double the descriptors an idle session costs (see [`ControlSocket`]).
 
+use crate::accounts::auth::{FerryUser, Revoked};
 use crate::storage::{SessionContext, StoreError};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -121,7 +122,8 @@ pub struct SessionLink {
     pub client: SocketAddr,
     /// The control socket, owned by libunftp (see the module docs).
     control: ControlSocket,
-    user: Mutex<Option<String>>,
+    /// The logged-in user; None before login.
+    user: Mutex<Option<FerryUser>>,
     /// The host name given with HOST (RFC 7151), written into the session's audit records.
     host: Mutex<Option<String>>,
     transfers: AtomicUsize,
@@ -149,7 +151,17 @@ impl SessionLink {
     }
 
     pub fn user(&self) -> Option<String> {
-        self.user.lock().ok().and_then(|user| user.clone())
+        self.user
+            .lock()
+            .ok()
+            .and_then(|user| user.as_ref().map(|user| user.name.clone()))
+    }
+
+    /// Why the logged-in user's account no longer admits this session (removed, disabled, ...),
+    /// as of the users file last reloaded; None while it does, and before login.
+    pub fn revoked(&self) -> Option<Revoked> {
+        let user = self.user.lock().ok()?.clone()?;
+        user.standing(self.client.ip()).err()
     }
 
     /// Records the host name the client asked for (HOST, before login).
@@ -186,9 +198,9 @@ impl SessionContext for SessionLink {
         self.client.ip()
     }
 
-    fn set_user(&self, name: &str) {
-        if let Ok(mut user) = self.user.lock() {
-            *user = Some(name.to_owned());
+    fn set_user(&self, user: &FerryUser) {
+        if let Ok(mut slot) = self.user.lock() {
+            *slot = Some(user.clone());
         }
     }
 

@@ -2,6 +2,7 @@
 //! the server (`server::session::SessionLink`), so that storage never imports the server.
 
 use super::StoreError;
+use crate::accounts::auth::FerryUser;
 use std::fmt::Debug;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ pub type TransferGuard = Box<dyn Send + Sync>;
 pub trait SessionContext: Debug + Send + Sync + 'static {
     /// The client's address, for the audit records.
     fn client_ip(&self) -> IpAddr;
-    /// Records who logged in, once the session's storage is entered.
-    fn set_user(&self, name: &str);
+    /// Records who logged in, once the session's storage is entered; the session can then ask
+    /// [`FerryUser::standing`] whether the account still admits it.
+    fn set_user(&self, user: &FerryUser);
     /// The host name the client gave with HOST (RFC 7151), for the audit records.
     fn host(&self) -> Option<String>;
     /// Counts a transfer as running until the guard drops; refused with

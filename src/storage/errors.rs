@@ -6,6 +6,13 @@ use unftp_core::storage::{Error, ErrorKind};
 
 /// Maps a storage error to the libunftp error kind that selects the FTP reply code.
 pub fn to_ftp_error(error: StoreError) -> Error {
+    // 554 (RFC 3659, section 5): no ErrorKind carries it, so libunftp's
+    // `invalid-rest-offset` patch answers 554 when the source is its `InvalidRestOffset`;
+    // the kind only sorts the failure in libunftp's metrics (a client error).
+    if let StoreError::InvalidRestOffset { offset, len } = error {
+        let invalid = libunftp::storage::InvalidRestOffset { offset, len };
+        return Error::new(ErrorKind::PermanentFileNotAvailable, invalid);
+    }
     Error::new(kind_of(&error), error)
 }
 
@@ -24,6 +31,8 @@ fn kind_of(error: &StoreError) -> ErrorKind {
             ErrorKind::TransientFileNotAvailable // 450
         }
         StoreError::Io(_) => ErrorKind::LocalError, // 451
+        // Only sorts it for the replies Ferry writes itself: libunftp answers 554 (see above).
+        StoreError::InvalidRestOffset { .. } => ErrorKind::PermanentFileNotAvailable,
     }
 }
 

@@ -7,6 +7,7 @@
 
 use super::cached::{self, CachedRead};
 use super::checksum::{self, Checksum, HashAlgorithm};
+use super::locked_writes::{self, AppendInProgress, LockedWrite};
 use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
 use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
@@ -118,9 +119,12 @@ impl Store for LocalStore {
         let path = path.clone();
         let open = move || {
             if let Some(file) = already_open {
+                refuse_offset_past_end(offset, file.metadata()?.len())?;
                 return Ok(file);
             }
-            open_regular_file(&home, &path)
+            let file = open_regular_file(&home, &path)?;
+            refuse_offset_past_end(offset, file.metadata()?.len())?;
+            Ok(file)
         };
         transfer::send_file(open, offset, out, self.data_timeout).await
     }
@@ -163,21 +167,37 @@ impl Store for LocalStore {
     where
         R: AsyncRead + Unpin + Send + ?Sized,
     {
-        let (home, path) = (self.home()?, path.clone());
-        let open = move || {
-            let file = home.open_with(
-                path.relative(),
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .custom_flags(libc::O_NONBLOCK),
-            )?;
-            if !file.metadata()?.is_file() {
-                return Err(StoreError::NotAFile);
-            }
-            Ok((file.into_std(), ()))
+        // Locked like an append, so that a resumed upload and an append never interleave.
+        let locked =
+            locked_writes::lock_for_writing(self.home()?, path, LockedWrite::Resume { offset })
+                .await?;
+        let open = move || Ok((locked.file.try_clone()?, locked));
+        transfer::receive_into_file(input, offset, open, |_locked| Ok(()), self.data_timeout).await
+    }
+
+    async fn append<R>(
+        &self,
+        path: &UserPath,
+        input: &mut R,
+        gate: Arc<dyn CommitGate>,
+    ) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized,
+    {
+        let home = self.home()?;
+        let locked =
+            locked_writes::lock_for_writing(home.clone(), path, LockedWrite::Append).await?;
+        let offset = locked.len;
+        // From here until `keep`, dropping it (an error, ABOR, a disconnect) truncates the file
+        // back to `offset`; the transfer drops it only after its last write.
+        let append = AppendInProgress::new(locked, home, path.clone());
+        let open = move || Ok((append.writer()?, append));
+        let finish = move |append: AppendInProgress| {
+            gate.may_commit()?;
+            append.keep();
+            Ok(())
         };
-        transfer::receive_into_file(input, offset, open, |()| Ok(()), self.data_timeout).await
+        transfer::receive_into_file(input, offset, open, finish, self.data_timeout).await
     }
 
     async fn checksum(
@@ -264,6 +284,18 @@ fn open_regular_file(home: &Dir, path: &UserPath) -> Result<std::fs::File, Store
         return Err(StoreError::NotAFile);
     }
     Ok(file.into_std())
+}
+
+/// A download may start anywhere up to the end of the file (at the end it sends nothing, which
+/// a client resuming a complete file expects); past the end is a REST the file cannot honour.
+fn refuse_offset_past_end(offset: u64, len: u64) -> Result<(), StoreError> {
+    if offset > len {
+        return Err(StoreError::InvalidRestOffset {
+            offset,
+            len: Some(len),
+        });
+    }
+    Ok(())
 }
 
 /// Home directory handles shared by the sessions of each home: an idle session then costs one

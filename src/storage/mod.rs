@@ -17,6 +17,7 @@ mod errors;
 mod listing;
 mod listing_stream;
 mod local;
+mod locked_writes;
 pub mod paths;
 mod readiness;
 mod store;
@@ -64,6 +65,14 @@ impl<S: Store> FerryStorage<S> {
         }
     }
 
+    /// What `user` may do now: the account as the users file was last reloaded, not the
+    /// snapshot libunftp took at login, so that a disabled, removed or restricted account
+    /// stops at its session's next command.
+    fn permissions_now(&self, user: &FerryUser) -> Result<Permissions, StoreError> {
+        user.standing(self.session.client_ip())
+            .map_err(|revoked| StoreError::Denied(revoked.to_string()))
+    }
+
     /// Resolves the client path and checks one permission; refusals are audited here.
     fn authorize(
         &self,
@@ -85,10 +94,11 @@ impl<S: Store> FerryStorage<S> {
         path: &Path,
         allowed: fn(&Permissions) -> bool,
     ) -> Result<UserPath, StoreError> {
-        let refusal = match resolve_user_path(path) {
-            Ok(resolved) if allowed(&user.permissions) => return Ok(resolved),
-            Ok(_) => StoreError::Denied(format!("user may not {}", op.as_str())),
-            Err(error) => StoreError::BadName(error),
+        let refusal = match (resolve_user_path(path), self.permissions_now(user)) {
+            (Err(error), _) => StoreError::BadName(error),
+            (Ok(_), Err(revoked)) => revoked,
+            (Ok(resolved), Ok(permissions)) if allowed(&permissions) => return Ok(resolved),
+            (Ok(_), Ok(_)) => StoreError::Denied(format!("user may not {}", op.as_str())),
         };
         let shown = path.display().to_string();
         self.record(
@@ -239,7 +249,7 @@ impl<S: Store> FerryStorage<S> {
 
     /// Uploads replace a file only if the user may overwrite it.
     async fn check_overwrite(&self, user: &FerryUser, path: &UserPath) -> Result<(), StoreError> {
-        if user.permissions.overwrite {
+        if self.permissions_now(user)?.overwrite {
             return Ok(());
         }
         match self.store.entry(path).await {
@@ -362,7 +372,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
 
     fn enter(&mut self, user: &FerryUser) -> std::io::Result<()> {
         self.store.enter(&user.home)?;
-        self.session.set_user(&user.name);
+        self.session.set_user(user);
         Ok(())
     }
 
@@ -374,7 +384,8 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         FEATURE_RESTART
     }
 
-    /// Serves SIZE (and MDTM, MLST, RNFR, APPE's offset, which libunftp asks the same way).
+    /// Serves SIZE (and MDTM, MLST, RNFR, which libunftp asks the same way). Not APPE: the
+    /// `appe-append` patch makes APPE an append in `put`, which needs no size lookup.
     async fn metadata<P: AsRef<Path> + Send + Debug>(
         &self,
         user: &FerryUser,
@@ -421,7 +432,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let style = ListingStyle {
             format,
             facts,
-            permissions: user.permissions,
+            permissions: self.permissions_now(user).unwrap_or(user.permissions),
             now: SystemTime::now(),
         };
         if format == ListingFormat::MlstEntry {
@@ -476,7 +487,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let style = ListingStyle {
             format: ListingFormat::Names,
             facts: Vec::new(),
-            permissions: user.permissions,
+            permissions: self.permissions_now(user).unwrap_or(user.permissions),
             now: SystemTime::now(),
         };
         let text = match self.store.listing(&path).await {
@@ -549,6 +560,14 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
         let result = async {
+            if libunftp::storage::upload_is_append() {
+                // APPE needs `upload` only, like a write in vsftpd and ProFTPD: appending adds
+                // to a file and never replaces what is there, so `overwrite` is not asked,
+                // and its size lookup is part of the append, not a listing (`list`).
+                let _transfer = self.session.clone().begin_transfer()?;
+                let gate = Arc::new(ControlConnectionGate(self.session.clone()));
+                return self.store.append(&path, &mut input, gate).await;
+            }
             self.check_overwrite(user, &path).await?;
             let _transfer = self.session.clone().begin_transfer()?;
             if start_pos == 0 {
@@ -622,12 +641,14 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         self.finish(user, Op::Rmdir, &path, started, result, |_| None)
     }
 
-    /// One stat: the target must be a directory inside the home.
+    /// One stat: the target must be a directory inside the home. Needs no permission, only
+    /// an account that still admits the session.
     async fn cwd<P: AsRef<Path> + Send + Debug>(
         &self,
-        _user: &FerryUser,
+        user: &FerryUser,
         path: P,
     ) -> ftp::Result<()> {
+        self.permissions_now(user).map_err(errors::to_ftp_error)?;
         let path =
             resolve_user_path(path.as_ref()).map_err(|error| errors::to_ftp_error(error.into()))?;
         match self.store.entry(&path).await {

@@ -58,6 +58,10 @@ pub enum StoreError {
     ShuttingDown,
     #[error("too many transfers in progress; try again later")]
     TooManyTransfers,
+    /// A restart offset (REST) past the end of the file, or any offset but 0 on a missing
+    /// file (`len` None): honouring it would leave a hole or send nothing.
+    #[error("restart offset {offset} is past the end of the file")]
+    InvalidRestOffset { offset: u64, len: Option<u64> },
     #[error("not logged in")]
     NoHome,
     #[error("I/O error: {0}")]
@@ -153,7 +157,8 @@ pub trait Store: Send + Sync + Debug + 'static {
         Ok(Listing::File(path.file_name(), entry))
     }
 
-    /// Sends a regular file from `offset` to `out`.
+    /// Sends a regular file from `offset` to `out`; an offset past the end of the file is
+    /// [`StoreError::InvalidRestOffset`] (at the end, nothing is sent).
     async fn read_into<W>(
         &self,
         path: &UserPath,
@@ -175,7 +180,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     where
         R: AsyncRead + Unpin + Send + ?Sized;
 
-    /// Writes `input` into `path` in place from `offset` (REST+STOR, APPE), creating it if needed.
+    /// Writes `input` into the existing file `path` in place from `offset` (REST+STOR). The
+    /// offset must be within the file (at most its length): a larger one, or a missing file, is
+    /// [`StoreError::InvalidRestOffset`] and nothing is written.
     async fn write_in_place<R>(
         &self,
         path: &UserPath,
@@ -198,6 +205,20 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Sets the permission bits of a file or directory (SITE CHMOD); bits above 0o777
     /// (setuid, setgid, sticky) are never set, whatever `mode` holds.
     async fn set_permissions(&self, path: &UserPath, mode: u32) -> Result<(), StoreError>;
+
+    /// Appends `input` to `path` (APPE), creating it if missing. Appends to one file run one
+    /// at a time, whatever their number and whichever sessions send them, each one landing
+    /// whole after the last. If `input` does not end cleanly, `gate` refuses, or this future is
+    /// dropped midway (ABOR), the file is left exactly as it was (one this append created is
+    /// removed again).
+    async fn append<R>(
+        &self,
+        path: &UserPath,
+        input: &mut R,
+        gate: Arc<dyn CommitGate>,
+    ) -> Result<u64, StoreError>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized;
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError>;
     async fn create_dir(&self, path: &UserPath) -> Result<(), StoreError>;

@@ -78,14 +78,25 @@ where
 ///
 /// Upload path: async socket reads fill a buffer → channel → blocking writer (pwrite), with
 /// written buffers handed back for reuse. An error on either side stops both.
-pub async fn receive_into_file<R>(input: &mut R, file: File, offset: u64) -> io::Result<u64>
+///
+/// `held` is owned by the writer and handed back once it has written its last byte. If this
+/// future is dropped midway, the writer still drains the buffers already queued, and `held`
+/// is dropped only after that: whatever undoes a failed upload on drop (an append truncating
+/// the file back) then runs after every write, never before one.
+pub async fn receive_into_file<R, T>(
+    input: &mut R,
+    file: File,
+    offset: u64,
+    held: T,
+) -> io::Result<(u64, T)>
 where
     R: AsyncRead + Unpin + ?Sized,
+    T: Send + 'static,
 {
     let (full_tx, mut full_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
     let (empty_tx, mut empty_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
 
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<T> {
         let mut position = offset;
         let mut file = file;
         while let Some(buffer) = full_rx.blocking_recv() {
@@ -93,7 +104,8 @@ where
             position += buffer.len() as u64;
             let _ = empty_tx.blocking_send(buffer);
         }
-        file.flush()
+        file.flush()?;
+        Ok(held)
     });
 
     let mut received = 0u64;
@@ -127,8 +139,8 @@ where
         .await
         .unwrap_or_else(|join_error| Err(io::Error::other(join_error)));
     // A disk error (ENOSPC) is the more useful report when both sides failed.
-    write_result?;
-    read_result.map(|()| received)
+    let held = write_result?;
+    read_result.map(|()| (received, held))
 }
 
 /// Reads from `input` until `buffer` holds CHUNK bytes or the stream ends; true at the end.
@@ -165,7 +177,9 @@ fn read_full(file: &File, buffer: &mut [u8], position: u64) -> io::Result<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::io::Read;
+    use std::time::Duration;
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -193,7 +207,7 @@ mod tests {
     async fn receive_into_file_writes_every_byte_at_the_offset() {
         let data = pattern(2 * CHUNK + 5);
         let file = tempfile::tempfile().unwrap();
-        let received = receive_into_file(&mut &data[..], file.try_clone().unwrap(), 3)
+        let (received, ()) = receive_into_file(&mut &data[..], file.try_clone().unwrap(), 3, ())
             .await
             .unwrap();
         assert_eq!(received as usize, data.len());
@@ -203,27 +217,79 @@ mod tests {
         assert_eq!(&written[3..], &data[..]);
     }
 
-    #[tokio::test]
-    async fn receive_reports_a_broken_stream() {
-        struct Broken(usize);
-        impl AsyncRead for Broken {
-            fn poll_read(
-                mut self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-                buf: &mut tokio::io::ReadBuf<'_>,
-            ) -> std::task::Poll<io::Result<()>> {
-                if self.0 == 0 {
-                    return std::task::Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+    /// A client that sends `len` bytes of 7s, then fails (`reset`) or stalls forever.
+    struct Client {
+        len: usize,
+        reset: bool,
+    }
+
+    impl AsyncRead for Client {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            match (self.len, self.reset) {
+                (0, true) => std::task::Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+                (0, false) => std::task::Poll::Pending,
+                (len, _) => {
+                    let len = len.min(buf.remaining());
+                    buf.put_slice(&vec![7u8; len]);
+                    self.len -= len;
+                    std::task::Poll::Ready(Ok(()))
                 }
-                self.0 -= 1;
-                buf.put_slice(&[7u8; 1000]);
-                std::task::Poll::Ready(Ok(()))
             }
         }
+    }
+
+    #[tokio::test]
+    async fn receive_reports_a_broken_stream() {
         let file = tempfile::tempfile().unwrap();
-        let error = receive_into_file(&mut Broken(5), file, 0)
+        let mut client = Client {
+            len: 5000,
+            reset: true,
+        };
+        let error = receive_into_file(&mut client, file, 0, ())
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    /// An append undoes itself on drop by truncating the file: that must never run before a
+    /// write the abandoned transfer had already queued, or the write would land after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_the_writer_holds_is_dropped_after_its_last_write_when_abandoned() {
+        /// Reports the file's length when dropped.
+        struct LengthOnDrop(File, Option<tokio::sync::oneshot::Sender<u64>>);
+        impl Drop for LengthOnDrop {
+            fn drop(&mut self) {
+                let len = self.0.metadata().map(|m| m.len()).unwrap_or(0);
+                if let Some(report) = self.1.take() {
+                    let _ = report.send(len);
+                }
+            }
+        }
+        let file = tempfile::tempfile().unwrap();
+        let (report, length_at_drop) = tokio::sync::oneshot::channel();
+        let held = LengthOnDrop(file.try_clone().unwrap(), Some(report));
+        // Three full buffers, then a client that stalls.
+        let mut input = Client {
+            len: BUFFERS * CHUNK,
+            reset: false,
+        };
+        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held));
+        // One poll queues every buffer for the writer and then waits for an empty one; the
+        // transfer is abandoned right there, before the writer has (likely) written anything.
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(transfer.as_mut().poll(cx)));
+        assert!(
+            first.await.is_pending(),
+            "the stalled transfer is still running"
+        );
+        drop(transfer);
+        let len = tokio::time::timeout(Duration::from_secs(10), length_at_drop)
+            .await
+            .expect("dropped once the writer is done")
+            .expect("reported");
+        assert_eq!(len, (BUFFERS * CHUNK) as u64);
     }
 }

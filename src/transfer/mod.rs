@@ -75,9 +75,11 @@ where
 /// `open` gives the file to write from byte `offset` and whatever `finish` needs. `finish`
 /// runs once every byte has arrived and been written, and decides whether the upload stands
 /// (an atomic upload renames its temporary file there). If the transfer fails or is
-/// abandoned, `finish` does not run and what `open` gave is dropped. On a plaintext data
-/// socket the three steps run on one blocking-pool thread and the bytes move with splice(2).
-/// A client that sends no byte for `data_timeout` ends the transfer with `TimedOut`.
+/// abandoned, `finish` does not run and what `open` gave is dropped, always after the last
+/// write to the file (so a drop that undoes the upload sees every byte it has to undo). On a
+/// plaintext data socket the three steps run on one blocking-pool thread and the bytes move
+/// with splice(2). A client that sends no byte for `data_timeout` ends the transfer with
+/// `TimedOut`.
 pub async fn receive_into_file<R, E, T>(
     input: &mut R,
     offset: u64,
@@ -105,7 +107,8 @@ where
         None => {
             let (file, opened) = run_cancellable(move |_| open()).await?;
             let mut input = IdleStream::new(input, data_timeout);
-            let received = buffered::receive_into_file(&mut input, file, offset).await?;
+            let (received, opened) =
+                buffered::receive_into_file(&mut input, file, offset, opened).await?;
             run_cancellable(move |_| finish(opened)).await?;
             Ok(received)
         }

@@ -575,3 +575,40 @@ fn anonymous_home_must_be_relative_without_dot_dot() {
         );
     }
 }
+
+/// A session's standing follows the users file: the permissions as reloaded, or why the
+/// account no longer admits it.
+#[tokio::test]
+async fn standing_follows_the_users_file_as_reloaded() {
+    let f = fixture(vec![user("bob", "pw")], Options::default());
+    let session = f.login("bob", "pw", LOCALHOST).await.expect("login");
+    let here: IpAddr = LOCALHOST.parse().expect("ip");
+    assert_eq!(session.standing(here), Ok(Permissions::ALL));
+
+    let reload_with = |record: UserRecord| {
+        write_users(&f.users_file, vec![record]);
+        f.directory.reload().expect("reload");
+    };
+    reload_with(UserRecord {
+        permissions: Permissions::READ_ONLY,
+        ..user("bob", "pw")
+    });
+    assert_eq!(session.standing(here), Ok(Permissions::READ_ONLY));
+    reload_with(UserRecord {
+        enabled: false,
+        ..user("bob", "pw")
+    });
+    assert_eq!(session.standing(here), Err(Revoked::Disabled));
+    reload_with(UserRecord {
+        home: PathBuf::from("elsewhere"),
+        ..user("bob", "pw")
+    });
+    assert_eq!(session.standing(here), Err(Revoked::HomeChanged));
+    reload_with(UserRecord {
+        allowed_networks: vec!["192.0.2.0/24".parse().expect("net")],
+        ..user("bob", "pw")
+    });
+    assert_eq!(session.standing(here), Err(Revoked::NetworkNotAllowed));
+    reload_with(user("carol", "pw"));
+    assert_eq!(session.standing(here), Err(Revoked::Removed));
+}

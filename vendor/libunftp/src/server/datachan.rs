@@ -12,6 +12,8 @@ use crate::{
 
 use crate::server::chancomms::DataChanCmd;
 use crate::storage::PLAINTEXT_DATA_SOCKET;
+// FERRY PATCH (appe-append): APPE's `put` runs in this scope.
+use crate::storage::APPEND_UPLOAD;
 // FERRY PATCH (listings-by-backend)
 use crate::storage::{LISTING_REQUEST, ListingFormat, ListingRequest};
 use std::{path::PathBuf, sync::Arc};
@@ -415,11 +417,8 @@ where
         let path = self.cwd.join(&path);
         let tx = self.control_msg_tx.clone();
 
-        // Get current file size, or 0 if file doesn't exist
-        let start_pos = match self.storage.metadata((*self.user).as_ref().unwrap(), &path).await {
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        };
+        // FERRY PATCH (appe-append): no size lookup; the backend appends (see `APPEND_UPLOAD`).
+        let start_pos = 0;
 
         // FERRY PATCH (raw-data-socket): lend the socket to the storage call below.
         let raw_socket = plaintext_socket(&self.socket, &self.ftps_mode);
@@ -431,8 +430,11 @@ where
             }
         };
         let start_time = Instant::now();
-        let put_result = PLAINTEXT_DATA_SOCKET
-            .scope(raw_socket, self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos))
+        let put_result = APPEND_UPLOAD
+            .scope(
+                true,
+                PLAINTEXT_DATA_SOCKET.scope(raw_socket, self.storage.put((*self.user).as_ref().unwrap(), input, path.clone(), start_pos)),
+            )
             .await;
         close_tls_after_upload(&self.logger, tls_closer).await;
         let duration = start_time.elapsed();

@@ -100,3 +100,48 @@ pub fn stream_listing(body: ListingBody) -> bool {
         })
         .unwrap_or(false)
 }
+
+// FERRY PATCH (appe-append): upstream served APPE by asking the backend's `metadata` for the
+// file's size and then calling `put` at that offset. A backend that refuses the lookup (Ferry
+// does without the `list` permission) made the offset 0 and the append an overwrite, and two
+// APPEs to one file wrote at the same offset, so one was lost. APPE now calls `put` at offset 0
+// inside this scope instead, and the backend appends (atomically, as it sees fit).
+tokio::task_local! {
+    pub(crate) static APPEND_UPLOAD: bool;
+}
+
+/// FERRY PATCH (appe-append): true while the `put` of an APPE is running in the calling task:
+/// the backend must append the data to the file (creating it if missing) and ignore the
+/// offset, which is 0. False for STOR and anywhere else.
+pub fn upload_is_append() -> bool {
+    APPEND_UPLOAD.try_with(|append| *append).unwrap_or(false)
+}
+
+/// FERRY PATCH (invalid-rest-offset): none of unftp-core's `ErrorKind`s gives 554, RFC 959's
+/// "Requested action not taken: invalid REST parameter", the reply for a restart offset the
+/// file cannot honour (past its end). A backend returns this as the source of its storage error
+/// (`Error::new(kind, InvalidRestOffset { .. })`, the kind chosen for metrics) and the client
+/// gets 554 whatever the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidRestOffset {
+    /// The offset REST asked for.
+    pub offset: u64,
+    /// The file's length, or None when it does not exist.
+    pub len: Option<u64>,
+}
+
+impl std::fmt::Display for InvalidRestOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.len {
+            Some(len) => write!(f, "restart offset {} is past the end of the file ({} bytes)", self.offset, len),
+            None => write!(f, "restart offset {} on a file that does not exist", self.offset),
+        }
+    }
+}
+
+impl std::error::Error for InvalidRestOffset {}
+
+/// FERRY PATCH (invalid-rest-offset): whether a storage error is an [`InvalidRestOffset`].
+pub(crate) fn is_invalid_rest_offset(error: &Error) -> bool {
+    std::error::Error::source(error).is_some_and(|source| source.is::<InvalidRestOffset>())
+}

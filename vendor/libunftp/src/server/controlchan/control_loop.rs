@@ -460,6 +460,10 @@ where
                 session.state = New; // According to RFC 959, a PASS command MUST precede a USER command
                 Ok(Reply::new(ReplyCode::NotLoggedIn, "Authentication failed"))
             }
+            // FERRY PATCH (invalid-rest-offset): a restart offset the file cannot honour is 554.
+            StorageError(error_type) if crate::storage::is_invalid_rest_offset(&error_type) => {
+                Ok(Reply::new(ReplyCode::InvalidRestParameter, "Invalid REST parameter"))
+            }
             StorageError(error_type) => match error_type.kind() {
                 ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
                 ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),

@@ -180,6 +180,9 @@ pub enum ReplyCode {
     ExceededStorageAllocation = 552,
     /// 553 Requested action not taken. File name not allowed.
     BadFileName = 553,
+    /// 554 Requested action not taken: invalid REST parameter (RFC 3659, section 5).
+    /// FERRY PATCH (invalid-rest-offset): for a restart offset past the end of the file.
+    InvalidRestParameter = 554,
 }
 
 impl Reply {
