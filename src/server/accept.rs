@@ -10,7 +10,7 @@ use super::limits::{LimitReached, SessionLimiter};
 use super::login_deadline::serve_with_login_deadline;
 use super::passive::PassiveBinder;
 use super::probe::AdminView;
-use super::session::{ServerState, SessionLink};
+use super::session::{CLOSE_FALLBACK, ServerState, SessionLink};
 use crate::accounts::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::accounts::login_guard::LoginGuard;
 use crate::config::Config;
@@ -20,7 +20,7 @@ use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
 use crate::tls::{Ftps, TlsError};
 use libunftp::ServerBuilder;
-use libunftp::options::{ActivePassiveMode, PassiveHost};
+use libunftp::options::{ActivePassiveMode, PassiveHost, Shutdown};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +52,11 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// After the last transfer of a session ends, how long its final reply (226) gets to reach the
 /// client before shutdown closes the session. libunftp sends that reply from another task.
 const REPLY_FLUSH_DELAY: Duration = Duration::from_millis(100);
+
+/// After a session is asked to close, how long libunftp lets its control loop run before
+/// aborting it: the last resort, past [`CLOSE_FALLBACK`] (at which Ferry shuts the socket
+/// down), for a loop stuck inside a command.
+const SESSION_ABORT_AFTER: Duration = Duration::from_secs(5);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -369,8 +374,24 @@ where
         Some(host) => PassiveHost::from(host.as_str()),
         None => PassiveHost::FromConnection,
     };
+    // Ferry closes a session (shutdown, login timeout) through libunftp's control loop, so that
+    // the 421 goes through the loop's reply sink: inside TLS for a secured session.
+    let close_requests = link.close_requests();
+    let shutdown_indicator = async move {
+        match close_requests {
+            Some(requests) => match requests.await {
+                Ok(reply) => Shutdown::new()
+                    .reply(reply)
+                    .grace_period(SESSION_ABORT_AFTER),
+                // The link is gone without a request: the session ends by itself.
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
     let builder =
-        ServerBuilder::<FerryStorage, FerryUser>::with_user_detail_provider(storage, provider);
+        ServerBuilder::<FerryStorage, FerryUser>::with_user_detail_provider(storage, provider)
+            .shutdown_indicator(shutdown_indicator);
     let builder = match &shared.ftps {
         Some(ftps) => ftps.configure(builder),
         None => builder,
@@ -419,7 +440,7 @@ async fn close_revoked_after_reloads<A>(shared: Arc<Shared<A>>, users: Arc<UserD
             if let Some(revoked) = link.revoked() {
                 slog::warn!(shared.logger, "session closed: {revoked}";
                     "user" => link.user().unwrap_or_default(), "client" => %link.client);
-                link.close(&format!("Session closed: {revoked}"));
+                close_session(link, &format!("Session closed: {revoked}"));
             }
         }
     }
@@ -427,6 +448,8 @@ async fn close_revoked_after_reloads<A>(shared: Arc<Shared<A>>, users: Arc<UserD
 
 /// Graceful shutdown: idle sessions are closed at once; sessions with a running transfer are
 /// closed when it ends; whatever remains when the grace period is over is closed regardless.
+/// Each is asked to close (421 from its control loop, see [`SessionLink::request_close`]);
+/// one still open [`CLOSE_FALLBACK`] later has its socket shut down.
 async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) {
     shared.state.begin_shutdown();
     let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
@@ -449,7 +472,7 @@ async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) 
             }
             let idle_at = *idle_since.entry(id).or_insert(now);
             if now >= idle_at + REPLY_FLUSH_DELAY || !link.ever_transferred() {
-                link.close("Server shutting down");
+                close_session(link, SHUTDOWN_REPLY);
                 lock(&shared.sessions).remove(&id);
             } else {
                 next_check = next_check.min(idle_at + REPLY_FLUSH_DELAY);
@@ -460,16 +483,31 @@ async fn drain_sessions<A>(shared: &Shared<A>, session_tasks: &mut JoinSet<()>) 
             _ = tokio::time::sleep_until(next_check) => {}
         }
     }
-    for link in lock(&shared.sessions).values() {
-        link.close("Server shutting down");
+    let remaining: Vec<Arc<SessionLink>> = lock(&shared.sessions).values().cloned().collect();
+    for link in remaining {
+        close_session(link, SHUTDOWN_REPLY);
     }
-    // The sessions are closed; give their tasks a moment to write logout records.
-    let _ = tokio::time::timeout(REPLY_FLUSH_DELAY, async {
+    // The sessions are closing; let their tasks end and write logout records, the fallback
+    // included (a session's task ends when its control loop does).
+    let _ = tokio::time::timeout(CLOSE_FALLBACK + REPLY_FLUSH_DELAY, async {
         while session_tasks.join_next().await.is_some() {}
     })
     .await;
     slog::info!(shared.logger, "shutdown complete"; "running_transfers" => shared.state.running_transfers());
 }
+
+/// Asks a session to close with `421 {reply}` (shutdown, a revoked account); shuts its socket
+/// down if it is still open [`CLOSE_FALLBACK`] later.
+fn close_session(link: Arc<SessionLink>, reply: &str) {
+    link.request_close(reply);
+    tokio::spawn(async move {
+        tokio::time::sleep(CLOSE_FALLBACK).await;
+        link.force_close();
+    });
+}
+
+/// The text of the 421 sessions get at shutdown.
+const SHUTDOWN_REPLY: &str = "Server shutting down";
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex

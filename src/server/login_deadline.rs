@@ -5,7 +5,7 @@
 //! session slot for ever without logging in (slowloris). The watchdog bounds the whole time
 //! from accept to a successful login, whatever the client sends meanwhile.
 
-use crate::server::session::SessionLink;
+use crate::server::session::{CLOSE_FALLBACK, SessionLink};
 use std::future::Future;
 use std::time::Duration;
 
@@ -22,8 +22,9 @@ pub enum LoginWatch {
 }
 
 /// Drives `session` (the libunftp control loop of `link`) to its end. If no user has logged in
-/// on `link` once `timeout` has passed, the session is told 421 and its control connection is
-/// closed, which ends the control loop; the session is still awaited so its task winds down.
+/// on `link` once `timeout` has passed, the control loop is asked to answer 421 and close (see
+/// [`SessionLink::request_close`]); one that has not ended within [`CLOSE_FALLBACK`] has its
+/// socket shut down under it. The session is awaited either way so its task winds down.
 pub async fn serve_with_login_deadline(
     session: impl Future<Output = ()>,
     link: &SessionLink,
@@ -41,8 +42,14 @@ pub async fn serve_with_login_deadline(
     }
     slog::info!(logger, "closing a connection that did not log in in time";
         "client" => %link.client, "login_timeout_secs" => timeout.as_secs());
-    link.close(LOGIN_TIMEOUT_REPLY);
-    session.await;
+    link.request_close(LOGIN_TIMEOUT_REPLY);
+    tokio::select! {
+        () = &mut session => {}
+        () = tokio::time::sleep(CLOSE_FALLBACK) => {
+            link.force_close();
+            session.await;
+        }
+    }
     LoginWatch::TimedOut
 }
 
@@ -51,7 +58,7 @@ mod tests {
     use super::*;
     use crate::server::session::ServerState;
     use crate::storage::SessionContext;
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::Arc;
 
@@ -75,10 +82,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn session_without_login_is_closed_with_421_when_the_time_is_up() {
-        let (link, mut client, _server_side) = connected_link();
-        // Stands in for a control loop that outlives the login timeout.
-        let stand_in = tokio::time::sleep(Duration::from_millis(300));
+    async fn session_without_login_is_asked_to_close_with_421_when_the_time_is_up() {
+        let (link, mut client, mut server_side) = connected_link();
+        let requests = link.close_requests().expect("close requests");
+        // Stands in for libunftp's control loop: answers the close request as it does.
+        let stand_in = async move {
+            let reply = requests.await.expect("a close request");
+            server_side
+                .write_all(format!("421 {reply}\r\n").as_bytes())
+                .expect("write 421");
+        };
         let timeout = Duration::from_millis(50);
         let watch = serve_with_login_deadline(stand_in, &link, timeout, &discard_logger()).await;
         assert_eq!(watch, LoginWatch::TimedOut);
@@ -87,6 +100,31 @@ mod tests {
             .read_to_string(&mut reply)
             .expect("read until closed");
         assert_eq!(reply, format!("421 {LOGIN_TIMEOUT_REPLY}\r\n"));
+    }
+
+    #[tokio::test]
+    async fn session_that_ignores_the_close_request_is_closed_under_it() {
+        let (link, mut client, _server_side) = connected_link();
+        // A control loop stuck for longer than the fallback allows.
+        let stand_in = tokio::time::sleep(CLOSE_FALLBACK * 10);
+        let timeout = Duration::from_millis(20);
+        let started = std::time::Instant::now();
+        let watch = tokio::spawn(async move {
+            serve_with_login_deadline(stand_in, &link, timeout, &discard_logger()).await
+        });
+        let rest = tokio::task::spawn_blocking(move || {
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).map(|_| rest)
+        })
+        .await
+        .expect("reader thread")
+        .expect("read until closed");
+        assert!(
+            rest.is_empty(),
+            "nothing written under the session: {rest:?}"
+        );
+        assert!(started.elapsed() < CLOSE_FALLBACK * 5);
+        watch.abort();
     }
 
     #[tokio::test]

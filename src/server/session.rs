@@ -6,15 +6,26 @@
 //! whose data connection closes cleanly after the control connection died is not committed)
 //! and so that shutdown can close idle sessions. It does not hold a duplicate for the whole
 //! session: that would double the descriptors an idle session costs (see [`ControlSocket`]).
+//!
+//! Ferry closes a session by asking its libunftp control loop to (see
+//! [`SessionLink::request_close`]): the loop sends the 421 through its reply sink, inside TLS
+//! when the session is secured, and ends TLS with close_notify. Closing the socket under the
+//! loop is the fallback for a session that does not end by itself within [`CLOSE_FALLBACK`].
 
 use crate::accounts::auth::{FerryUser, Revoked};
 use crate::storage::{SessionContext, StoreError};
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+
+/// How long a session asked to close has to send its 421 and close by itself before Ferry
+/// shuts its socket down under it. The control loop answers at once, unless it is inside a
+/// command or its client reads nothing (the reply then waits for room in the socket's buffer).
+pub const CLOSE_FALLBACK: Duration = Duration::from_secs(2);
 
 /// Server-wide state shared by every session.
 #[derive(Debug)]
@@ -130,6 +141,11 @@ pub struct SessionLink {
     /// A session that never transferred has no final reply in flight: shutdown closes it at once.
     ever_transferred: AtomicBool,
     server: Arc<ServerState>,
+    /// Tells the session's control loop to answer 421 with this text and close; taken by the
+    /// first close request.
+    close_tx: Mutex<Option<oneshot::Sender<String>>>,
+    /// The control loop's end of `close_tx`, taken once when the session's server is built.
+    close_rx: Mutex<Option<oneshot::Receiver<String>>>,
 }
 
 impl SessionLink {
@@ -139,6 +155,7 @@ impl SessionLink {
         control: BorrowedFd<'_>,
         server: Arc<ServerState>,
     ) -> io::Result<Self> {
+        let (close_tx, close_rx) = oneshot::channel();
         Ok(SessionLink {
             client,
             control: ControlSocket::new(control)?,
@@ -147,6 +164,8 @@ impl SessionLink {
             transfers: AtomicUsize::new(0),
             ever_transferred: AtomicBool::new(false),
             server,
+            close_tx: Mutex::new(Some(close_tx)),
+            close_rx: Mutex::new(Some(close_rx)),
         })
     }
 
@@ -183,11 +202,28 @@ impl SessionLink {
         self.transfers.load(Ordering::SeqCst) > 0
     }
 
-    /// Tells the client the service is closing (421) and closes the control connection, which
-    /// ends libunftp's control loop for this session.
-    pub fn close(&self, reply: &str) {
-        if let Some(mut control) = self.control.borrow() {
-            let _ = control.write_all(format!("421 {reply}\r\n").as_bytes());
+    /// What the session's control loop waits on: the text of the 421 it is to answer before
+    /// closing. Given out once (None afterwards).
+    pub fn close_requests(&self) -> Option<oneshot::Receiver<String>> {
+        self.close_rx.lock().ok().and_then(|mut rx| rx.take())
+    }
+
+    /// Asks the session's control loop to answer `421 {reply}` and close the connection (the
+    /// first request's text is the one sent). The 421 goes through the loop, not this socket,
+    /// because a secured session must get it inside TLS.
+    pub fn request_close(&self, reply: &str) {
+        let sender = self.close_tx.lock().ok().and_then(|mut tx| tx.take());
+        if let Some(sender) = sender {
+            // An error means the loop has ended already: nothing left to close.
+            let _ = sender.send(reply.to_owned());
+        }
+    }
+
+    /// Shuts the control connection down under libunftp, which ends its control loop: the
+    /// fallback for a session that did not close when asked. Nothing is written: the session
+    /// may be inside TLS, where plaintext would reach the client as garbage.
+    pub fn force_close(&self) {
+        if let Some(control) = self.control.borrow() {
             let _ = control.shutdown(Shutdown::Both);
         }
     }

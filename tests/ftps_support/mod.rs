@@ -294,6 +294,16 @@ impl TlsRawSession {
         text
     }
 
+    /// Reads what the server sends until it closes the connection. Ok when it ended TLS with
+    /// close_notify; an `UnexpectedEof` error when it dropped the connection without it.
+    pub async fn read_until_closed(&mut self) -> std::io::Result<String> {
+        let mut rest = Vec::new();
+        tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_to_end(&mut rest))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        Ok(String::from_utf8_lossy(&rest).into_owned())
+    }
+
     /// EPSV, then a plain TCP connection to the announced port.
     pub async fn epsv(&mut self) -> TcpStream {
         let text = self.expect("EPSV", 229).await;

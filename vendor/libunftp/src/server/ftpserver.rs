@@ -1056,6 +1056,11 @@ where
     ///
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
+    ///
+    /// FERRY PATCH (service-shutdown): the future given to
+    /// [`shutdown_indicator`](crate::ServerBuilder::shutdown_indicator) closes this connection
+    /// too: the control loop answers `421` and closes the connection (inside TLS when the
+    /// connection is secured); past the grace period the loop is aborted. Upstream ignored it here.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
@@ -1067,8 +1072,23 @@ where
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);
             }
-            Ok(jh) => {
-                if let Err(e) = jh.await {
+            Ok(mut jh) => {
+                // FERRY PATCH (service-shutdown): race the loop against the shutdown indicator.
+                let joined = tokio::select! {
+                    joined = &mut jh => joined,
+                    opts = self.shutdown => {
+                        shutdown_notifier.notify_with_reply(opts.reply).await;
+                        match tokio::time::timeout(opts.grace_period, &mut jh).await {
+                            Ok(joined) => joined,
+                            Err(_) => {
+                                slog::warn!(self.logger, "Control loop did not end within the shutdown grace period; aborting it");
+                                jh.abort();
+                                Ok(())
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = joined {
                     slog::error!(self.logger, "Control loop failed to complete: {:?}", e);
                 }
             }

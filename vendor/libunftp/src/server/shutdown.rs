@@ -5,7 +5,8 @@ use tokio::sync::{broadcast, mpsc};
 // Notifier lets other tasks know that we're shutting down.
 #[derive(Debug)]
 pub struct Notifier {
-    shutdown_tx: RwLock<Option<broadcast::Sender<()>>>,
+    // FERRY PATCH (service-shutdown): carries the text of the 421 the control loops send.
+    shutdown_tx: RwLock<Option<broadcast::Sender<String>>>,
     shutdown_complete_tx: RwLock<Option<mpsc::Sender<()>>>,
     shutdown_complete_rx: Mutex<mpsc::Receiver<()>>,
 }
@@ -26,9 +27,20 @@ impl Notifier {
     // shutdown and signal that they are done by simply letting the Listener instance that they hold
     // go out of scope.
     pub async fn notify(&self) {
+        self.notify_with_reply(None).await
+    }
+
+    /// FERRY PATCH (service-shutdown): as `notify`, telling control loops what to answer (421)
+    /// before they close their connection.
+    pub async fn notify_with_reply(&self, reply: Option<String>) {
+        let shutdown_tx = self.shutdown_tx.write().await.take();
+        if let (Some(tx), Some(reply)) = (&shutdown_tx, reply) {
+            // An error only means that no listener is left to tell.
+            let _ = tx.send(reply);
+        }
         // When the sender is dropped, all tasks which have `subscribe`d will
         // receive the shutdown signal and can exit
-        drop(self.shutdown_tx.write().await.take());
+        drop(shutdown_tx);
         // Drop final `Sender` so the `Receiver` used in linger() will complete
         drop(self.shutdown_complete_tx.write().await.take())
     }
@@ -49,6 +61,7 @@ impl Notifier {
             shutdown: sender_opt.is_none(),
             shutdown_rx: sender_opt.as_ref().map(|tx| tx.subscribe()),
             shutdown_complete_tx: complete_sender_opt.clone(),
+            reply: None,
         }
     }
 }
@@ -58,8 +71,10 @@ impl Notifier {
 #[allow(dead_code)]
 pub struct Listener {
     shutdown: bool,
-    shutdown_rx: Option<broadcast::Receiver<()>>,
+    shutdown_rx: Option<broadcast::Receiver<String>>, // FERRY PATCH (service-shutdown)
     shutdown_complete_tx: Option<mpsc::Sender<()>>,
+    /// FERRY PATCH (service-shutdown): the 421 text the shutdown came with, if any.
+    reply: Option<String>,
 }
 
 impl Listener {
@@ -77,9 +92,18 @@ impl Listener {
         }
 
         // Cannot receive a "lag error" as only one value is ever sent.
-        let _ = self.shutdown_rx.as_mut().unwrap().recv().await;
+        // FERRY PATCH (service-shutdown): that value, when sent, is the 421 text.
+        if let Ok(reply) = self.shutdown_rx.as_mut().unwrap().recv().await {
+            self.reply = Some(reply);
+        }
 
         // Remember that the signal has been received.
         self.shutdown = true;
+    }
+
+    /// FERRY PATCH (service-shutdown): the text to answer (421) before closing, when the
+    /// shutdown came with one.
+    pub fn reply(&self) -> Option<&str> {
+        self.reply.as_deref()
     }
 }

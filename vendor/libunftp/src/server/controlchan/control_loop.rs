@@ -205,6 +205,10 @@ where
         // the next command meanwhile, so a client that pipelines `USER/PASS/PWD` got the reply to
         // PWD before the 230. The next command is read only once that reply has been sent.
         let mut reply_pending = false;
+        // FERRY PATCH (service-shutdown): set when the loop ends because of a shutdown signal.
+        let mut shutting_down = false;
+        // FERRY PATCH (control-close-notify): the loop ends with `break` (upstream returned), so
+        // that the connection is closed properly below, whatever ended it.
         loop {
             let incoming = {
                 #[allow(unused_assignments)]
@@ -239,6 +243,7 @@ where
                     },
                     _ = shutdown.listen() => {
                         slog::info!(logger, "Closing open control connection because of shutdown signal");
+                        shutting_down = true; // FERRY PATCH (service-shutdown)
                         incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                         // TODO: Do we want to wait a bit for a data transfer to complete i.e. session.data_busy is true?
                     }
@@ -248,15 +253,25 @@ where
             match incoming {
                 None => {} // Loop again
                 Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop))) => {
+                    // FERRY PATCH (service-shutdown): upstream closed without a word. A close
+                    // the server decides on is announced with 421 (RFC 959 section 4.2), and sent
+                    // here, through the reply sink, so that a secured session gets it inside TLS.
+                    if shutting_down {
+                        let text = shutdown.reply().unwrap_or("Service shutting down. Closing control connection").to_owned();
+                        let reply = Reply::new_with_string(ReplyCode::ServiceNotAvailable, text);
+                        if tokio::time::timeout(CONTROL_CLOSE_TIMEOUT, reply_sink.send(reply)).await.is_err() {
+                            slog::debug!(logger, "Timed out sending 421 at shutdown");
+                        }
+                    }
                     let _ = event_chain.handle(Event::InternalMsg(ControlChanMsg::ExitControlLoop)).await;
                     if let Some(tx) = switchboard_msg_tx
                         && let Err(err) = tx.send(SwitchboardMessage::CloseDataPortCommand(shared_session.clone())).await
                     {
                         slog::warn!(logger, "Could not send CloseDataPortCommand to channel: {}", err);
-                        return;
+                        break; // FERRY PATCH (control-close-notify)
                     };
                     slog::debug!(logger, "Exiting control loop");
-                    return;
+                    break; // FERRY PATCH (control-close-notify)
                 }
                 Some(Ok(event)) => {
                     if let Event::InternalMsg(ControlChanMsg::SecureControlChannel) = event {
@@ -337,7 +352,7 @@ where
 
                     if let Err(chan_err) = handle_result {
                         slog::warn!(logger, "Event handler chain error: {:?}. Closing control connection", chan_err);
-                        return;
+                        break; // FERRY PATCH (control-close-notify)
                     }
                 }
                 Some(Err(e)) => {
@@ -345,18 +360,32 @@ where
                     let result = reply_sink.send(reply).await;
                     if result.is_err() {
                         slog::warn!(logger, "Could not send error reply to client");
-                        return;
+                        break; // FERRY PATCH (control-close-notify)
                     }
                     if close_connection {
-                        return;
+                        break; // FERRY PATCH (control-close-notify)
                     }
                 }
             }
+        }
+        // FERRY PATCH (control-close-notify): upstream dropped the connection when the loop
+        // ended (QUIT, idle timeout, shutdown), so a TLS session ended without close_notify and
+        // clients reported a truncated connection (FileZilla: "GnuTLS error -110"). Closing the
+        // sink flushes the last reply and shuts the stream down: close_notify, then FIN.
+        // Bounded, since a client that reads nothing would hold the task.
+        match tokio::time::timeout(CONTROL_CLOSE_TIMEOUT, reply_sink.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => slog::debug!(logger, "Could not close the control connection cleanly: {:?}", err),
+            Err(_) => slog::debug!(logger, "Timed out closing the control connection"),
         }
     });
 
     Ok(jh)
 }
+
+/// FERRY PATCH (control-close-notify): how long the last reply and close_notify may take to
+/// send when the control loop ends.
+const CONTROL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// FERRY PATCH (control-tls-handshake): how long a client has to complete the TLS handshake
 /// after AUTH TLS (the data channel's bound, `DATA_TLS_HANDSHAKE_TIMEOUT`, is the same).
@@ -371,10 +400,10 @@ fn handle_control_channel_error(logger: slog::Logger, error: ControlChanError) -
         ControlChanErrorKind::InvalidCommand => (Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter"), false),
         // FERRY PATCH (line-limit): say why, then close: the rest of the line is unread.
         ControlChanErrorKind::LineTooLong => (Reply::new(ReplyCode::CommandSyntaxError, "Command line too long"), true),
-        ControlChanErrorKind::ControlChannelTimeout => (
-            Reply::new(ReplyCode::ClosingControlConnection, "Session timed out. Closing control connection"),
-            true,
-        ),
+        // FERRY PATCH (timeout-421): 221 is the reply to QUIT; a client that has just sent a
+        // command (FileZilla, USER) takes it for that command's reply. A close the server
+        // decides on is 421 (RFC 959 section 4.2).
+        ControlChanErrorKind::ControlChannelTimeout => (Reply::new(ReplyCode::ServiceNotAvailable, "Session timed out. Closing control connection"), true),
         _ => (Reply::new(ReplyCode::LocalError, "Unknown internal server error, please try again later"), true),
     }
 }

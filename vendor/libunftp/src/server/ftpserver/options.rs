@@ -331,6 +331,8 @@ pub(crate) type CommandExtensions<Storage, User> = Arc<std::collections::HashMap
 pub struct Shutdown {
     pub(crate) grace_period: Duration,
     //pub(crate) handle_new_connections: bool,
+    /// FERRY PATCH (service-shutdown): what control connections are told (421) as they close.
+    pub(crate) reply: Option<String>,
 }
 
 impl Shutdown {
@@ -342,6 +344,13 @@ impl Shutdown {
     /// Defines how much time to allow for components to shut down before shutdown is forceful.
     pub fn grace_period(mut self, d: impl Into<Duration>) -> Self {
         self.grace_period = d.into();
+        self
+    }
+
+    /// FERRY PATCH (service-shutdown): the text of the `421` reply each control connection gets
+    /// before it is closed (a default text otherwise).
+    pub fn reply(mut self, text: impl Into<String>) -> Self {
+        self.reply = Some(text.into());
         self
     }
 
@@ -364,6 +373,7 @@ impl Default for Shutdown {
         Shutdown {
             grace_period: Duration::from_secs(10),
             //handle_new_connections: false,
+            reply: None,
         }
     }
 }
