@@ -316,7 +316,7 @@ fn admit<A>(
     session_tasks.spawn(async move {
         let _permit = permit;
         let started = Instant::now();
-        match build_session_server(&shared, link.clone()) {
+        match build_session_server(&shared, link.clone(), id) {
             Ok(server) => {
                 let service = async {
                     let _ = server.service(stream).await;
@@ -348,6 +348,7 @@ fn admit<A>(
 fn build_session_server<A>(
     shared: &Shared<A>,
     link: Arc<SessionLink>,
+    session_id: u64,
 ) -> Result<libunftp::Server<FerryStorage, FerryUser>, ServerError>
 where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
@@ -410,15 +411,23 @@ where
             &shared.logger,
             config.log_level,
             link.client,
+            session_id,
         ))
         .build()
         .map_err(|error| ServerError::Session(error.to_string()))
 }
 
 /// libunftp logs every command and connection at info; Ferry's audit records say what happened
-/// in fewer lines, so libunftp speaks only at warning unless debugging.
-fn library_logger(logger: &slog::Logger, level: slog::Level, client: SocketAddr) -> slog::Logger {
-    let logger = logger.new(slog::o!("client" => client.to_string()));
+/// in fewer lines, so libunftp speaks only at warning unless debugging. At debug it also logs
+/// the conversation (each command, PASS masked, and each reply: the command-log patch), each
+/// record carrying the session's id so that one session's lines can be picked out of many.
+fn library_logger(
+    logger: &slog::Logger,
+    level: slog::Level,
+    client: SocketAddr,
+    session_id: u64,
+) -> slog::Logger {
+    let logger = logger.new(slog::o!("client" => client.to_string(), "session" => session_id));
     if matches!(level, slog::Level::Debug | slog::Level::Trace) {
         logger
     } else {

@@ -1,4 +1,5 @@
-//! A slog drain that keeps audit records in memory so tests can assert on them.
+//! A slog drain that keeps log records in memory so tests can assert on them: the audit
+//! records, or every record.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,10 +8,11 @@ use std::sync::{Arc, Mutex};
 /// One captured log record: its key-value pairs (record and logger context) as strings.
 pub type Fields = HashMap<String, String>;
 
-/// Collects every record tagged `audit = true`.
+/// Collects every record; [`AuditCapture::records`] are those tagged `audit = true`.
 #[derive(Clone, Default)]
 pub struct AuditCapture {
-    records: Arc<Mutex<Vec<Fields>>>,
+    /// Each record's key-value pairs, its message (`msg`) and level (`level`), in order.
+    everything: Arc<Mutex<Vec<Fields>>>,
 }
 
 impl AuditCapture {
@@ -18,9 +20,20 @@ impl AuditCapture {
         slog::Logger::root(slog::Fuse(self.clone()), slog::o!())
     }
 
+    /// Every record captured so far, with its message as `msg` and its level as `level`.
+    pub fn everything(&self) -> Vec<Fields> {
+        self.everything
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
     /// The audit records captured so far.
     pub fn records(&self) -> Vec<Fields> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+        self.everything()
+            .into_iter()
+            .filter(|r| r.get("audit").map(String::as_str) == Some("true"))
+            .collect()
     }
 
     /// The records of one operation (`op` field).
@@ -49,9 +62,9 @@ impl slog::Drain for AuditCapture {
         let mut fields = Fields::new();
         let _ = slog::KV::serialize(&record.kv(), record, &mut Collect(&mut fields));
         let _ = slog::KV::serialize(values, record, &mut Collect(&mut fields));
-        if fields.get("audit").map(String::as_str) == Some("true")
-            && let Ok(mut records) = self.records.lock()
-        {
+        fields.insert("msg".to_owned(), record.msg().to_string());
+        fields.insert("level".to_owned(), record.level().as_short_str().to_owned());
+        if let Ok(mut records) = self.everything.lock() {
             records.push(fields);
         }
         Ok(())

@@ -16,12 +16,32 @@ pub struct FtpCodec {
     // is the next index to examine. The next time `decode` is called with `abcde\n`, we will only
     // look at `de\n` before returning.
     next_index: usize,
+    /// FERRY PATCH (command-log): where each command and reply is logged (debug), if anywhere.
+    logger: Option<slog::Logger>,
 }
 
 impl FtpCodec {
     pub fn new() -> Self {
-        FtpCodec { next_index: 0 }
+        FtpCodec { next_index: 0, logger: None }
     }
+
+    /// FERRY PATCH (command-log): a codec that logs, at debug level, every command line it
+    /// decodes and every reply it encodes: the conversation as the client sees it, which
+    /// upstream's per-event logs (parsed structs, internal messages) do not show. PASS's
+    /// argument is masked.
+    pub fn logging_to(mut self, logger: slog::Logger) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+}
+
+/// FERRY PATCH (command-log): a command line as logged: without its line end, PASS's argument
+/// masked.
+fn loggable_command(line: &[u8]) -> String {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches(['\r', '\n']);
+    let verb = line.split(' ').next().unwrap_or_default();
+    if verb.eq_ignore_ascii_case("PASS") { format!("{verb} ****") } else { line.to_owned() }
 }
 
 impl Decoder for FtpCodec {
@@ -44,6 +64,10 @@ impl Decoder for FtpCodec {
             }
             let line = buf.split_to(newline_index + 1);
             self.next_index = 0;
+            // FERRY PATCH (command-log)
+            if let Some(logger) = &self.logger {
+                slog::debug!(logger, "FTP command"; "command" => loggable_command(&line));
+            }
             Ok(Some(line_parser::parse(line).map_err(ControlChanError::from)))
         } else if buf.len() > MAX_COMMAND_LINE {
             // FERRY PATCH (line-limit): upstream buffers until it sees `\n`, so a client that
@@ -92,6 +116,12 @@ impl Encoder<Reply> for FtpCodec {
                 }
             }
         }
+        // FERRY PATCH (command-log)
+        if let Some(logger) = &self.logger {
+            let text = String::from_utf8_lossy(&buffer);
+            let code = text.get(..3).unwrap_or_default();
+            slog::debug!(logger, "FTP reply"; "code" => code, "reply" => text.trim_end());
+        }
         buf.extend(&buffer);
         Ok(())
     }
@@ -111,5 +141,14 @@ mod tests {
         codec.encode(reply, &mut buf).unwrap();
 
         assert_eq!(buf, "214-Usage: foo\r\n\r\n214 Options:\r\n".as_bytes());
+    }
+
+    /// FERRY PATCH (command-log)
+    #[test]
+    fn logged_command_lines_mask_the_password() {
+        assert_eq!(loggable_command(b"PASS hunter2\r\n"), "PASS ****");
+        assert_eq!(loggable_command(b"pass  two words\n"), "pass ****");
+        assert_eq!(loggable_command(b"PASSIVE x\r\n"), "PASSIVE x");
+        assert_eq!(loggable_command(b"USER alice\r\n"), "USER alice");
     }
 }

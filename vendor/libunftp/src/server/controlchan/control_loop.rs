@@ -185,7 +185,8 @@ where
         next: event_chain,
     };
 
-    let codec = FtpCodec::new();
+    // FERRY PATCH (command-log): logs each command and reply at debug level.
+    let codec = FtpCodec::new().logging_to(logger.clone());
     let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
@@ -310,7 +311,8 @@ where
                         };
 
                         // Wrap in codec again and get sink + source
-                        let codec = FtpCodec::new();
+                        // FERRY PATCH (command-log)
+                        let codec = FtpCodec::new().logging_to(logger.clone());
                         let cmd_and_reply_stream = codec.framed(io);
                         let (sink, src) = cmd_and_reply_stream.split();
                         reply_sink = sink;
