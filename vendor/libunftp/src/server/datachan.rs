@@ -32,7 +32,8 @@ where
     User: UserDetail,
 {
     pub user: Arc<Option<User>>,
-    pub socket: TcpStream,
+    /// FERRY PATCH (data-tls-eager): with PROT P, its TLS handshake is under way already.
+    pub socket: DataSocket,
     pub control_msg_tx: Sender<ControlChanMsg>,
     pub storage: Arc<Storage>,
     pub cwd: PathBuf,
@@ -578,7 +579,12 @@ where
     }
 
     #[tracing_attributes::instrument]
-    async fn writer(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
+    async fn writer(socket: DataSocket, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin + Sync>> {
+        // FERRY PATCH (data-tls-eager): the handshake started when the connection was accepted.
+        let socket = match socket {
+            DataSocket::Tls(handshake) => return Ok(Box::new(MeasuringWriter::new(handshake.finish().await?, command))),
+            DataSocket::Plain(socket) => socket,
+        };
         match ftps_mode {
             FtpsConfig::Off => Ok(Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
@@ -592,7 +598,15 @@ where
     /// FERRY PATCH (tls-close-notify): also returns, for TLS, the write half of the stream, so
     /// that the upload can be answered with close_notify once the storage backend has read it.
     #[tracing_attributes::instrument]
-    async fn reader(socket: TcpStream, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<(Box<dyn AsyncRead + Send + Unpin + Sync>, Option<TlsCloser>)> {
+    async fn reader(socket: DataSocket, ftps_mode: FtpsConfig, command: &'static str) -> std::io::Result<(Box<dyn AsyncRead + Send + Unpin + Sync>, Option<TlsCloser>)> {
+        // FERRY PATCH (data-tls-eager): the handshake started when the connection was accepted.
+        let socket = match socket {
+            DataSocket::Tls(handshake) => {
+                let (read_half, write_half) = tokio::io::split(handshake.finish().await?);
+                return Ok((Box::new(MeasuringReader::new(read_half, command)), Some(write_half)));
+            }
+            DataSocket::Plain(socket) => socket,
+        };
         match ftps_mode {
             FtpsConfig::Off => Ok((Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>, None)),
             FtpsConfig::Building { .. } => panic!("Illegal state"),
@@ -692,6 +706,14 @@ where
             }
         };
         let ftps_mode = if session.data_tls { session.ftps_config.clone() } else { FtpsConfig::Off };
+        // FERRY PATCH (data-tls-eager): with PROT P, the TLS handshake starts now, whether the
+        // client sends its transfer command first or handshakes first. Upstream began it only
+        // when the command ran, so a client that handshakes first (aioftp) waited for a
+        // ServerHello while Ferry waited for the command: both hung.
+        let socket = match &ftps_mode {
+            FtpsConfig::On { tls_config } => DataSocket::Tls(PendingHandshake::start(tls_config.clone(), socket)),
+            _ => DataSocket::Plain(socket),
+        };
         let command_executor = DataCommandExecutor {
             user: session.user.clone(),
             socket,
@@ -854,10 +876,52 @@ impl ListCommand {
 
 /// FERRY PATCH (raw-data-socket): the descriptor storage backends may use for zero-copy
 /// transfers (`crate::storage::plaintext_data_socket`); only for plaintext data connections.
-fn plaintext_socket(socket: &TcpStream, ftps_mode: &FtpsConfig) -> Option<std::os::fd::RawFd> {
-    match ftps_mode {
-        FtpsConfig::Off => Some(std::os::fd::AsRawFd::as_raw_fd(socket)),
+fn plaintext_socket(socket: &DataSocket, ftps_mode: &FtpsConfig) -> Option<std::os::fd::RawFd> {
+    match (socket, ftps_mode) {
+        (DataSocket::Plain(socket), FtpsConfig::Off) => Some(std::os::fd::AsRawFd::as_raw_fd(socket)),
         _ => None,
+    }
+}
+
+/// FERRY PATCH (data-tls-eager): a data connection as accepted: plaintext, or with its TLS
+/// handshake running since the accept.
+#[derive(Debug)]
+enum DataSocket {
+    Plain(TcpStream),
+    Tls(PendingHandshake),
+}
+
+/// FERRY PATCH (data-tls-eager): a data connection's TLS handshake, run by its own task from
+/// the accept on, so it completes whether the client handshakes before or after sending its
+/// transfer command. Dropping it (ABOR, the data connection released unused) stops it.
+#[derive(Debug)]
+struct PendingHandshake(tokio::task::JoinHandle<std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>>);
+
+impl PendingHandshake {
+    fn start(tls_config: Arc<rustls::ServerConfig>, socket: TcpStream) -> Self {
+        PendingHandshake(tokio::spawn(async move {
+            // The handshake's bound (DATA_TLS_HANDSHAKE_TIMEOUT) counts from the client's first
+            // byte: a client may connect and send its command well later. Until then the data
+            // connection's own idle timeout bounds the wait.
+            socket.readable().await?;
+            accept_tls(tls_config, socket).await
+        }))
+    }
+
+    /// The secured stream, once the handshake is done; bounded like the handshake itself, for a
+    /// client that sent the transfer command but never a ClientHello.
+    async fn finish(mut self) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        match tokio::time::timeout(DATA_TLS_HANDSHAKE_TIMEOUT, &mut self.0).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake on the data connection timed out")),
+        }
+    }
+}
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
