@@ -76,45 +76,59 @@ async fn ftps_server_and_file() -> (TlsFiles, TestServer, Vec<u8>, PathBuf) {
     (files, server, content, source)
 }
 
+/// curl, trusting the server's certificate, as alice: uploads `source` as up.bin under `base`,
+/// lists `base` and downloads up.bin again; `options` choose the TLS mode and versions.
+async fn curl_round_trip(
+    label: &str,
+    files: &TlsFiles,
+    server: &TestServer,
+    options: &[&str],
+    base: &str,
+    (content, source): (&[u8], &Path),
+) {
+    let credentials = format!("alice:{PASSWORD}");
+    let target = files.dir.path().join("curl-download.bin");
+    let curl = |args: &[&str]| {
+        let mut command = Command::new("curl");
+        command
+            .args(["--silent", "--show-error", "--max-time", "30"])
+            .arg("--cacert")
+            .arg(&files.cert)
+            .args(options)
+            .args(["--user", &credentials])
+            .args(args);
+        command
+    };
+    let upload = run(curl(&[
+        "-T",
+        source.to_str().expect("utf-8"),
+        &format!("{base}up.bin"),
+    ]))
+    .await;
+    assert_success(&format!("curl upload {label}"), &upload);
+    let listing = run(curl(&[base])).await;
+    assert_success(&format!("curl LIST {label}"), &listing);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains(" up.bin"));
+    let download = run(curl(&[
+        "-o",
+        target.to_str().expect("utf-8"),
+        &format!("{base}up.bin"),
+    ]))
+    .await;
+    assert_success(&format!("curl download {label}"), &download);
+    assert_round_trip(&format!("curl {label}"), server, content, &target);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_round_trips_over_tls_12_and_13() {
     let (files, server, content, source) = ftps_server_and_file().await;
     let base = format!("ftp://127.0.0.1:{}/", server.addr.port());
-    let credentials = format!("alice:{PASSWORD}");
     for (label, version) in [
         ("TLS 1.2", ["--tlsv1.2", "--tls-max", "1.2"]),
         ("TLS 1.3", ["--tlsv1.3", "--tls-max", "1.3"]),
     ] {
-        let target = files.dir.path().join("curl-download.bin");
-        let curl = |args: &[&str]| {
-            let mut command = Command::new("curl");
-            command
-                .args(["--silent", "--show-error", "--max-time", "30", "--ssl-reqd"])
-                .arg("--cacert")
-                .arg(&files.cert)
-                .args(version)
-                .args(["--user", &credentials])
-                .args(args);
-            command
-        };
-        let upload = run(curl(&[
-            "-T",
-            source.to_str().expect("utf-8"),
-            &format!("{base}up.bin"),
-        ]))
-        .await;
-        assert_success(&format!("curl upload {label}"), &upload);
-        let listing = run(curl(&[&base])).await;
-        assert_success(&format!("curl LIST {label}"), &listing);
-        assert!(String::from_utf8_lossy(&listing.stdout).contains(" up.bin"));
-        let download = run(curl(&[
-            "-o",
-            target.to_str().expect("utf-8"),
-            &format!("{base}up.bin"),
-        ]))
-        .await;
-        assert_success(&format!("curl download {label}"), &download);
-        assert_round_trip(&format!("curl {label}"), &server, &content, &target);
+        let options = [&["--ssl-reqd"][..], &version[..]].concat();
+        curl_round_trip(label, &files, &server, &options, &base, (&content, &source)).await;
     }
 }
 
@@ -272,4 +286,21 @@ async fn readme_quick_start_self_signed_certificate_and_example_config_serve_ftp
     plaintext.args(["--silent", "--max-time", "30", &url]);
     assert!(!run(plaintext).await.status.success(), "plaintext refused");
     drop(child);
+}
+
+/// curl's `ftps://` is implicit FTPS: TLS from the first byte, on `tls_implicit_bind`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_implicit_ftps_uploads_lists_and_downloads() {
+    let files = TlsFiles::new();
+    let server = start_ftps(
+        &files,
+        |config| config.tls.implicit_bind = Some("127.0.0.1:0".parse().expect("address")),
+        &common::default_users(),
+    )
+    .await;
+    let content = pattern(FILE_SIZE);
+    let source = write_file(files.dir.path(), "source.bin", &content);
+    let implicit = server.implicit_addr.expect("implicit listener");
+    let base = format!("ftps://127.0.0.1:{}/", implicit.port());
+    curl_round_trip("implicit", &files, &server, &[], &base, (&content, &source)).await;
 }

@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// CA certificates (PEM) that client certificates must chain to
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<String>,
+    /// Second listener for implicit FTPS (TLS from the first byte), e.g. 0.0.0.0:990 [default: off]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub tls_implicit_bind: Option<String>,
     /// Seconds a connection may take to log in before it is closed with 421 [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub login_timeout: Option<String>,

@@ -33,6 +33,7 @@ pub(super) enum Key {
     TlsMinVersion,
     TlsClientAuth,
     TlsClientCaFile,
+    TlsImplicitBind,
     LoginTimeout,
     DataTimeout,
     MaxTransfers,
@@ -40,7 +41,7 @@ pub(super) enum Key {
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 31] = [
+    pub(super) const ALL: [Key; 32] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -68,6 +69,7 @@ impl Key {
         Key::TlsMinVersion,
         Key::TlsClientAuth,
         Key::TlsClientCaFile,
+        Key::TlsImplicitBind,
         Key::LoginTimeout,
         Key::DataTimeout,
         Key::MaxTransfers,
@@ -103,6 +105,7 @@ impl Key {
             Key::TlsMinVersion => "tls_min_version",
             Key::TlsClientAuth => "tls_client_auth",
             Key::TlsClientCaFile => "tls_client_ca",
+            Key::TlsImplicitBind => "tls_implicit_bind",
             Key::LoginTimeout => "login_timeout",
             Key::DataTimeout => "data_timeout",
             Key::MaxTransfers => "max_transfers",
@@ -159,6 +162,7 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::TlsMinVersion, args.tls_min_version.as_deref()),
         (Key::TlsClientAuth, args.tls_client_auth.as_deref()),
         (Key::TlsClientCaFile, args.tls_client_ca.as_deref()),
+        (Key::TlsImplicitBind, args.tls_implicit_bind.as_deref()),
         (Key::LoginTimeout, args.login_timeout.as_deref()),
         (Key::DataTimeout, args.data_timeout.as_deref()),
         (Key::MaxTransfers, args.max_transfers.as_deref()),

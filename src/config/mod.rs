@@ -395,6 +395,7 @@ impl Settings {
             Key::TlsMinVersion => config.tls.min_version = text(value)?.parse()?,
             Key::TlsClientAuth => config.tls.client_auth = text(value)?.parse()?,
             Key::TlsClientCaFile => config.tls.client_ca_file = Some(parse_path(text(value)?)?),
+            Key::TlsImplicitBind => config.tls.implicit_bind = Some(parse_bind(&text(value)?)?),
             Key::LoginTimeout => config.login_timeout = seconds(value, 1)?,
             Key::DataTimeout => config.data_timeout = seconds(value, 1)?,
             Key::MaxTransfers => config.max_transfers = count(value, 1)?,

@@ -749,7 +749,10 @@ fn tls_keys_come_from_file_env_and_flags() {
                 "--tls-data",
                 "optional",
             ],
-            &[("FERRY_TLS_MIN_VERSION", "1.3")],
+            &[
+                ("FERRY_TLS_MIN_VERSION", "1.3"),
+                ("FERRY_TLS_IMPLICIT_BIND", "127.0.0.1:9990"),
+            ],
         )
         .expect("loads");
     assert_eq!(
@@ -763,6 +766,7 @@ fn tls_keys_come_from_file_env_and_flags() {
             min_version: TlsVersion::V1_3,
             client_auth: ClientAuth::Request,
             client_ca_file: Some(PathBuf::from(&cert)),
+            implicit_bind: Some("127.0.0.1:9990".parse().expect("address")),
         }
     );
     let config = fixture
@@ -813,6 +817,15 @@ fn tls_errors_name_the_key_and_where_it_was_set() {
         (
             vec!["--tls-data", "required"],
             "flag --tls-data: key `tls_data`: needs tls = optional or required".to_owned(),
+        ),
+        (
+            vec!["--tls-implicit-bind", "127.0.0.1:9990"],
+            "flag --tls-implicit-bind: key `tls_implicit_bind`: needs tls = optional or required"
+                .to_owned(),
+        ),
+        (
+            vec!["--tls", "optional", "--tls-cert", &cert, "--tls-key", &key, "--tls-implicit-bind", "990"],
+            "flag --tls-implicit-bind: key `tls_implicit_bind`: \"990\" is not an address".to_owned(),
         ),
         (
             vec!["--tls-min-version", "1.1"],

@@ -110,6 +110,8 @@ struct Shared<A> {
 /// A bound, not yet serving, Ferry server.
 pub struct FerryServer<A> {
     listener: TcpListener,
+    /// The implicit-FTPS listener (TLS from the first byte), when `tls_implicit_bind` is set.
+    implicit_listener: Option<TcpListener>,
     shared: Arc<Shared<A>>,
     /// The admin HTTP listener, when `admin_bind` is set; serves while `serve` runs.
     admin: Option<AdminServer>,
@@ -148,6 +150,12 @@ where
             addr: config.bind,
             source,
         })?;
+        let implicit_listener = match config.tls.implicit_bind {
+            Some(addr) => Some(
+                bind_control_listener(addr).map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             limiter: SessionLimiter::new(config.max_sessions, config.max_sessions_per_ip),
             greeting: Box::leak(config.greeting.clone().into_boxed_str()),
@@ -163,6 +171,7 @@ where
         });
         Ok(FerryServer {
             listener,
+            implicit_listener,
             shared,
             admin: None,
             users: None,
@@ -215,10 +224,17 @@ where
             .unwrap_or(self.shared.config.bind)
     }
 
+    /// Where the implicit-FTPS listener listens, when there is one.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        let listener = self.implicit_listener.as_ref()?;
+        listener.local_addr().ok()
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully (see the module docs).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let FerryServer {
             listener,
+            implicit_listener,
             shared,
             admin,
             users,
@@ -226,24 +242,28 @@ where
         let admin = admin.map(AdminServer::spawn);
         let revoker =
             users.map(|users| tokio::spawn(close_revoked_after_reloads(shared.clone(), users)));
-        slog::info!(shared.logger, "ferry listening"; "bind" => %listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        slog::info!(shared.logger, "ferry listening"; "bind" => %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "tls_implicit_bind" => implicit_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()));
         let mut session_tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
+            let (accepted, start) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, client)) => admit(&shared, stream, client, &mut session_tasks),
-                    Err(error) => {
-                        // EMFILE and friends: back off instead of spinning on the error.
-                        slog::warn!(shared.logger, "accept failed"; "error" => %error);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = session_tasks.join_next(), if !session_tasks.is_empty() => {}
+                accepted = listener.accept() => (accepted, ControlStart::Plain),
+                accepted = accept_on(implicit_listener.as_ref()) => (accepted, ControlStart::ImplicitTls),
+                Some(_) = session_tasks.join_next(), if !session_tasks.is_empty() => continue,
+            };
+            match accepted {
+                Ok((stream, client)) => admit(&shared, stream, client, start, &mut session_tasks),
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    slog::warn!(shared.logger, "accept failed"; "error" => %error);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
         drop(listener);
+        drop(implicit_listener);
         if let Some(revoker) = revoker {
             revoker.abort();
         }
@@ -252,6 +272,22 @@ where
             admin.stop().await;
         }
         Ok(())
+    }
+}
+
+/// How a control connection starts: in plaintext (FTPS by `AUTH TLS`), or with the TLS
+/// handshake (implicit FTPS, the `tls_implicit_bind` listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ControlStart {
+    Plain,
+    ImplicitTls,
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -273,6 +309,7 @@ fn admit<A>(
     shared: &Arc<Shared<A>>,
     stream: TcpStream,
     client: SocketAddr,
+    start: ControlStart,
     session_tasks: &mut JoinSet<()>,
 ) where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
@@ -294,9 +331,13 @@ fn admit<A>(
             shared.audit.metrics().connection_refused(limit);
             session_tasks.spawn(async move {
                 let mut stream = stream;
-                let _ = stream
-                    .write_all(format!("421 {limit}\r\n").as_bytes())
-                    .await;
+                // An implicit-FTPS client expects a TLS handshake: plaintext would be garbage
+                // to it, and a handshake per refused connection is what a flood would want.
+                if start == ControlStart::Plain {
+                    let _ = stream
+                        .write_all(format!("421 {limit}\r\n").as_bytes())
+                        .await;
+                }
                 let _ = stream.shutdown().await;
             });
             return;
@@ -319,7 +360,10 @@ fn admit<A>(
         match build_session_server(&shared, link.clone(), id) {
             Ok(server) => {
                 let service = async {
-                    let _ = server.service(stream).await;
+                    let _ = match start {
+                        ControlStart::Plain => server.service(stream).await,
+                        ControlStart::ImplicitTls => server.service_implicit_tls(stream).await,
+                    };
                 };
                 let timeout = shared.config.login_timeout;
                 serve_with_login_deadline(service, &link, timeout, &shared.logger).await;

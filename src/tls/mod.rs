@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -137,6 +138,9 @@ pub struct TlsSettings {
     pub client_auth: ClientAuth,
     /// `tls_client_ca`: the CA certificates client certificates must chain to, PEM.
     pub client_ca_file: Option<PathBuf>,
+    /// `tls_implicit_bind`: where a second listener serves implicit FTPS (TLS from the first
+    /// byte); None for none.
+    pub implicit_bind: Option<SocketAddr>,
 }
 
 impl TlsSettings {
@@ -151,6 +155,12 @@ impl TlsSettings {
         if self.mode == TlsMode::Off {
             if self.data_mode.is_some_and(|mode| mode != TlsMode::Off) {
                 return Err(("tls_data", "needs tls = optional or required".into()));
+            }
+            if self.implicit_bind.is_some() {
+                return Err((
+                    "tls_implicit_bind",
+                    "needs tls = optional or required (and its certificate)".into(),
+                ));
             }
             return Ok(());
         }

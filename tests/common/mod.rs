@@ -71,6 +71,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The admin HTTP listener, when the test set `admin_bind`.
     pub admin_addr: Option<SocketAddr>,
+    /// The implicit-FTPS listener, when the test set `tls.implicit_bind`.
+    pub implicit_addr: Option<SocketAddr>,
     /// The passive ports the server was configured with.
     pub passive_ports: std::ops::RangeInclusive<u16>,
     /// The server's users, to await reloads.
@@ -122,6 +124,7 @@ impl TestServer {
             .expect("server starts");
         let addr = server.local_addr();
         let admin_addr = server.admin_addr();
+        let implicit_addr = server.implicit_tls_addr();
         let users = server.authenticator().directory().clone();
         let ftps = server.ftps().cloned();
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -131,6 +134,7 @@ impl TestServer {
         TestServer {
             addr,
             admin_addr,
+            implicit_addr,
             passive_ports,
             users,
             ftps,

@@ -252,6 +252,22 @@ impl TlsRawSession {
         })
     }
 
+    /// Connects to an implicit-FTPS listener: the TLS handshake first, then the greeting.
+    pub async fn connect_implicit(
+        server: SocketAddr,
+        config: Arc<ClientConfig>,
+    ) -> std::io::Result<TlsRawSession> {
+        let tls = tls_connect(&config, TcpStream::connect(server).await?).await?;
+        let mut session = TlsRawSession {
+            stream: BufReader::new(tls),
+            config,
+            server,
+        };
+        let greeting = session.reply().await;
+        assert_eq!(greeting.0, 220, "{}", greeting.1);
+        Ok(session)
+    }
+
     /// Connected, secured, logged in as `user`, PBSZ 0, PROT P, TYPE I.
     pub async fn login(server: SocketAddr, config: Arc<ClientConfig>, user: &str) -> TlsRawSession {
         let mut session = Self::connect(server, config).await.expect("AUTH TLS");

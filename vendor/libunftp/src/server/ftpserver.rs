@@ -1062,12 +1062,27 @@ where
     /// too: the control loop answers `421` and closes the connection (inside TLS when the
     /// connection is secured); past the grace period the loop is aborted. Upstream ignored it here.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream, false).await
+    }
+
+    /// FERRY PATCH (implicit-tls): as [`service`](Server::service), for a connection that speaks
+    /// TLS from its first byte (implicit FTPS, conventionally port 990): the TLS handshake
+    /// (bounded, 10 s) comes before the greeting, and the session starts secured, its data
+    /// connections protected (as after `AUTH TLS`, `PBSZ 0` and `PROT P`). Needs FTPS configured.
+    pub async fn service_implicit_tls(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream, true).await
+    }
+
+    async fn serve_connection(self, tcp_stream: tokio::net::TcpStream, implicit_tls: bool) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
         let shutdown_listener = shutdown_notifier.subscribe().await;
         slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+        // FERRY PATCH (implicit-tls)
+        let mut loop_config: controlchan::LoopConfig<Storage, User> = (&options).into();
+        loop_config.implicit_tls = implicit_tls;
+        let result = controlchan::spawn_loop::<Storage, User>(loop_config, tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
         match result {
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);

@@ -74,6 +74,10 @@ where
     pub presence_listener: Arc<dyn PresenceListener>,
     pub active_passive_mode: ActivePassiveMode,
     pub binder: Arc<std::sync::Mutex<Option<Box<dyn crate::options::Binder>>>>,
+    /// FERRY PATCH (implicit-tls): the connection speaks TLS from its first byte (implicit
+    /// FTPS): the handshake comes before the greeting, and the session starts as after
+    /// `AUTH TLS`, `PBSZ 0` and `PROT P`.
+    pub implicit_tls: bool,
 }
 
 /// Does TCP processing when an FTP client connects
@@ -110,6 +114,7 @@ where
         presence_listener,
         active_passive_mode,
         binder,
+        implicit_tls,
         ..
     } = config;
 
@@ -126,6 +131,26 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+    // FERRY PATCH (implicit-tls): upstream's control loop always began in plaintext, so the
+    // control connection could only be secured with AUTH TLS (explicit FTPS).
+    let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = if implicit_tls {
+        let FtpsConfig::On { tls_config } = ftps_config.clone() else {
+            return Err(std::io::Error::other("implicit TLS without a TLS configuration").into());
+        };
+        let acceptor: tokio_rustls::TlsAcceptor = tls_config.into();
+        let stream = match tokio::time::timeout(CONTROL_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp_stream)).await {
+            Ok(accepted) => accepted?,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake on the control connection timed out").into()),
+        };
+        if let Some(certs) = stream.get_ref().1.peer_certificates() {
+            session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+        }
+        session.cmd_tls = true;
+        session.data_tls = true;
+        Box::new(stream)
+    } else {
+        Box::new(tcp_stream)
+    };
 
     let mut logger = logger.new(
         slog::o!("trace-id" => format!("{}", session.trace_id), "source" => format!("{}", session.control_connection.map(|p| p.source).unwrap_or(session.source))),
@@ -187,7 +212,7 @@ where
 
     // FERRY PATCH (command-log): logs each command and reply at debug level.
     let codec = FtpCodec::new().logging_to(logger.clone());
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
+    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(io); // FERRY PATCH (implicit-tls)
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;

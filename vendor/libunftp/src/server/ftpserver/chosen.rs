@@ -74,6 +74,8 @@ where
             presence_listener: server.presence_listener.clone(),
             active_passive_mode: server.active_passive_mode,
             binder: server.binder.clone(),
+            // FERRY PATCH (implicit-tls): set by `Server::service_implicit_tls`.
+            implicit_tls: false,
         }
     }
 }
