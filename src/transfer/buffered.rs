@@ -5,6 +5,7 @@
 //! Disk and network then overlap, and a transfer costs one blocking-pool hop in total instead
 //! of one per 4–8 KiB (what libunftp's default path does through `tokio::fs`).
 
+use super::ascii::{FromCrlf, ToCrlf};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -18,11 +19,12 @@ const CHUNK: usize = 256 * 1024;
 /// Buffers in flight per transfer: one being filled, one being drained, one queued.
 const BUFFERS: usize = 3;
 
-/// Sends `file` from byte `offset` to `out`; returns the bytes sent.
+/// Sends `file` from byte `offset` to `out`; returns the bytes sent (on the wire: in TYPE A,
+/// `ascii`, with each LF sent as CRLF).
 ///
 /// Download path: blocking reader (pread into a buffer) → channel → async socket writes,
 /// with emptied buffers handed back to the reader for reuse.
-pub async fn send_file<W>(file: File, offset: u64, out: &mut W) -> io::Result<u64>
+pub async fn send_file<W>(file: File, offset: u64, out: &mut W, ascii: bool) -> io::Result<u64>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
@@ -56,11 +58,21 @@ where
     });
 
     let mut sent = 0u64;
+    let mut to_crlf = ascii.then(ToCrlf::default);
+    let mut converted = Vec::new();
     let result = async {
         while let Some(buffer) = full_rx.recv().await {
             let buffer = buffer?;
-            out.write_all(&buffer).await?;
-            sent += buffer.len() as u64;
+            let wire = match &mut to_crlf {
+                Some(to_crlf) => {
+                    converted.clear();
+                    to_crlf.convert(&buffer, &mut converted);
+                    &converted
+                }
+                None => &buffer,
+            };
+            out.write_all(wire).await?;
+            sent += wire.len() as u64;
             let _ = empty_tx.send(buffer).await;
         }
         out.flush().await
@@ -74,7 +86,7 @@ where
 }
 
 /// Receives `input` until end of stream into `file`, starting at byte `offset`; returns the
-/// bytes received.
+/// bytes received (on the wire: in TYPE A, `ascii`, each CRLF is stored as LF).
 ///
 /// Upload path: async socket reads fill a buffer → channel → blocking writer (pwrite), with
 /// written buffers handed back for reuse. An error on either side stops both.
@@ -88,6 +100,7 @@ pub async fn receive_into_file<R, T>(
     file: File,
     offset: u64,
     held: T,
+    ascii: bool,
 ) -> io::Result<(u64, T)>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -110,6 +123,7 @@ where
 
     let mut received = 0u64;
     let mut free_buffers = BUFFERS;
+    let mut from_crlf = ascii.then(FromCrlf::default);
     let read_result: io::Result<()> = async {
         loop {
             let mut buffer = if free_buffers > 0 {
@@ -124,6 +138,15 @@ where
             buffer.clear();
             let end_of_stream = fill_buffer(input, &mut buffer).await?;
             received += buffer.len() as u64;
+            if let Some(from_crlf) = &mut from_crlf {
+                // A new buffer: the conversion shrinks, except for a CR held from the last one.
+                let mut converted = Vec::with_capacity(buffer.len() + 1);
+                from_crlf.convert(&buffer, &mut converted);
+                if end_of_stream {
+                    from_crlf.finish(&mut converted);
+                }
+                buffer = converted;
+            }
             if !buffer.is_empty() && full_tx.send(buffer).await.is_err() {
                 return Ok(()); // the writer stopped: its error is reported below
             }
@@ -191,14 +214,14 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&data).unwrap();
         let mut out = Vec::new();
-        let sent = send_file(file.try_clone().unwrap(), 0, &mut out)
+        let sent = send_file(file.try_clone().unwrap(), 0, &mut out, false)
             .await
             .unwrap();
         assert_eq!(sent as usize, data.len());
         assert_eq!(out, data);
 
         let mut tail = Vec::new();
-        let sent = send_file(file, 1000, &mut tail).await.unwrap();
+        let sent = send_file(file, 1000, &mut tail, false).await.unwrap();
         assert_eq!(sent as usize, data.len() - 1000);
         assert_eq!(tail, &data[1000..]);
     }
@@ -207,9 +230,10 @@ mod tests {
     async fn receive_into_file_writes_every_byte_at_the_offset() {
         let data = pattern(2 * CHUNK + 5);
         let file = tempfile::tempfile().unwrap();
-        let (received, ()) = receive_into_file(&mut &data[..], file.try_clone().unwrap(), 3, ())
-            .await
-            .unwrap();
+        let (received, ()) =
+            receive_into_file(&mut &data[..], file.try_clone().unwrap(), 3, (), false)
+                .await
+                .unwrap();
         assert_eq!(received as usize, data.len());
         let mut written = Vec::new();
         (&file).read_to_end(&mut written).unwrap();
@@ -249,7 +273,7 @@ mod tests {
             len: 5000,
             reset: true,
         };
-        let error = receive_into_file(&mut client, file, 0, ())
+        let error = receive_into_file(&mut client, file, 0, (), false)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
@@ -277,7 +301,7 @@ mod tests {
             len: BUFFERS * CHUNK,
             reset: false,
         };
-        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held));
+        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held, false));
         // One poll queues every buffer for the writer and then waits for an empty one; the
         // transfer is abandoned right there, before the writer has (likely) written anything.
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(transfer.as_mut().poll(cx)));

@@ -6,7 +6,11 @@
 //! file to committing the upload, is one blocking-pool task. TLS data connections (and
 //! anything else that is only an async stream) go through large buffers ([`buffered`]).
 //! Either way, dropping the transfer's future (ABOR, a closed session) stops it.
+//!
+//! In TYPE A (ASCII) the bytes change on the way ([`ascii`]): such transfers always take the
+//! buffered path, even on a plaintext socket, since sendfile and splice move bytes unchanged.
 
+mod ascii;
 mod buffered;
 mod idle;
 mod zero_copy;
@@ -36,7 +40,7 @@ where
     W: AsyncWrite + Unpin + ?Sized,
     E: From<io::Error> + Send + 'static,
 {
-    match zero_copy::lent_data_socket()? {
+    match zero_copy_socket()? {
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let file = open()?;
@@ -53,21 +57,28 @@ where
         None => {
             let file = run_cancellable(move |_| open()).await?;
             let mut out = IdleStream::new(out, data_timeout);
-            Ok(buffered::send_file(file, offset, &mut out).await?)
+            Ok(buffered::send_file(file, offset, &mut out, ascii_mode()).await?)
         }
     }
 }
 
-/// Sends `content` (a small file already read) to the client; returns its length.
+/// Sends `content` (a small file already read) to the client; returns the bytes sent.
 pub async fn send_bytes<W>(content: &[u8], out: &mut W, data_timeout: Duration) -> io::Result<u64>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
     use tokio::io::AsyncWriteExt;
+    let mut converted = Vec::new();
+    let wire = if ascii_mode() {
+        ascii::ToCrlf::default().convert(content, &mut converted);
+        &converted
+    } else {
+        content
+    };
     let mut out = IdleStream::new(out, data_timeout);
-    out.write_all(content).await?;
+    out.write_all(wire).await?;
     out.flush().await?;
-    Ok(content.len() as u64)
+    Ok(wire.len() as u64)
 }
 
 /// Receives the client's upload until end of stream into a file; returns the bytes received.
@@ -92,7 +103,7 @@ where
     E: From<io::Error> + Send + 'static,
     T: Send + 'static,
 {
-    match zero_copy::lent_data_socket()? {
+    match zero_copy_socket()? {
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let (file, opened) = open()?;
@@ -108,11 +119,25 @@ where
             let (file, opened) = run_cancellable(move |_| open()).await?;
             let mut input = IdleStream::new(input, data_timeout);
             let (received, opened) =
-                buffered::receive_into_file(&mut input, file, offset, opened).await?;
+                buffered::receive_into_file(&mut input, file, offset, opened, ascii_mode()).await?;
             run_cancellable(move |_| finish(opened)).await?;
             Ok(received)
         }
     }
+}
+
+/// Whether the transfer this task serves runs in TYPE A (libunftp says so: the ascii-type patch).
+fn ascii_mode() -> bool {
+    libunftp::storage::ascii_transfer()
+}
+
+/// The plaintext data socket to move bytes with sendfile or splice: the one libunftp lends,
+/// except in TYPE A, whose bytes must be converted on the way.
+fn zero_copy_socket() -> io::Result<Option<std::os::fd::OwnedFd>> {
+    if ascii_mode() {
+        return Ok(None);
+    }
+    zero_copy::lent_data_socket()
 }
 
 /// Waits until the client has acknowledged every byte sent on the plaintext data socket lent to

@@ -16,6 +16,7 @@ use crate::storage::PLAINTEXT_DATA_SOCKET;
 use crate::storage::APPEND_UPLOAD;
 // FERRY PATCH (listings-by-backend)
 use crate::storage::{LISTING_REQUEST, ListingFormat, ListingRequest};
+use crate::storage::ASCII_TRANSFER; // FERRY PATCH (ascii-type)
 use std::{path::PathBuf, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -141,9 +142,13 @@ where
                 // command only, whether it succeeds or fails. Upstream reset it only after a
                 // success, so after a refused STOR or RETR the next download silently started
                 // at the old offset and the client got a file without its head.
-                let start_pos = std::mem::take(&mut session_arc.lock().await.start_pos);
+                let (start_pos, ascii) = {
+                    let mut session = session_arc.lock().await;
+                    (std::mem::take(&mut session.start_pos), session.ascii)
+                };
                 tokio::select! {
-                    _ = self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos) => {},
+                    // FERRY PATCH (ascii-type): the type in force when the command runs.
+                    _ = ASCII_TRANSFER.scope(ascii, self.handle_incoming(DataChanMsg::ExternalCommand(command), start_pos)) => {},
                     Some(_) = data_abort_rx.recv() => {
                         slog::info!(logger, "Transfer cancelled by ABOR");
                         session_arc.lock().await.start_pos = 0;

@@ -116,6 +116,9 @@ where
     pub binder: Option<Box<dyn crate::options::Binder>>,
     /// FERRY PATCH (opts-mlst): the facts MLST and MLSD send; all of them until OPTS MLST.
     pub mlst_facts: Vec<&'static str>,
+    /// FERRY PATCH (ascii-type): TYPE A is in force: transfers convert line endings. Sessions
+    /// start in TYPE I, as upstream always was (see `Type`).
+    pub ascii: bool,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -151,6 +154,7 @@ where
             failed_logins: None,
             binder: None,
             mlst_facts: crate::server::controlchan::commands::mlst::MLST_FACTS.to_vec(),
+            ascii: false, // FERRY PATCH (ascii-type)
         }
     }
 

@@ -10,6 +10,19 @@ tokio::task_local! {
     pub(crate) static PLAINTEXT_DATA_SOCKET: Option<std::os::fd::RawFd>;
 }
 
+// FERRY PATCH (ascii-type): while RETR, STOR or APPE runs in TYPE A, its storage call runs
+// inside this task-local scope set to true.
+tokio::task_local! {
+    pub(crate) static ASCII_TRANSFER: bool;
+}
+
+/// FERRY PATCH (ascii-type): whether the RETR, STOR or APPE being served by the calling task
+/// runs in TYPE A: a download then sends each LF as CRLF, an upload stores each CRLF as LF
+/// (RFC 959 section 3.1.1.1), which is the storage backend's job. False anywhere else.
+pub fn ascii_transfer() -> bool {
+    ASCII_TRANSFER.try_with(|ascii| *ascii).unwrap_or(false)
+}
+
 /// FERRY PATCH (raw-data-socket): the descriptor of the plaintext data socket of the RETR, STOR
 /// or APPE being served by the calling task; None for TLS data connections and anywhere else.
 ///

@@ -25,7 +25,10 @@ pub enum Command {
         /// The bytes making up the path about which information is requested, if given.
         path: Option<Bytes>,
     },
-    Type,
+    /// FERRY PATCH (ascii-type): which type: ASCII (`A`, `A N`) or not (`I`, `L 8`).
+    Type {
+        ascii: bool,
+    },
     Stru {
         /// The structure to which the client would like to switch. Only the `File` structure is
         /// supported by us.

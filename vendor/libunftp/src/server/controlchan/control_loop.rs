@@ -566,7 +566,7 @@ where
             Command::Syst => Box::new(commands::Syst),
             Command::Stat { path } => Box::new(commands::Stat::new(path)),
             Command::Acct { .. } => Box::new(commands::Acct),
-            Command::Type => Box::new(commands::Type),
+            Command::Type { ascii } => Box::new(commands::Type::new(ascii)), // FERRY PATCH (ascii-type)
             Command::Stru { structure } => Box::new(commands::Stru::new(structure)),
             Command::Mode { mode } => Box::new(commands::Mode::new(mode)),
             Command::Help => Box::new(commands::Help),

@@ -41,6 +41,11 @@ where
             return Ok(Reply::new(ReplyCode::CommandNotImplemented, "Not supported by the selected storage back-end."));
         }
         let mut session = args.session.lock().await;
+        // FERRY PATCH (ascii-type): an offset counts bytes on disk, which in TYPE A are not the
+        // bytes on the wire, so resuming would corrupt the file; refused as ProFTPD does.
+        if session.ascii && self.offset != 0 {
+            return Ok(Reply::new(ReplyCode::ParameterSyntaxError, "REST: Resuming transfers not allowed in ASCII mode"));
+        }
         session.start_pos = self.offset;
         let msg = format!("Restarting at {}. Now send STORE or RETRIEVE.", self.offset);
         Ok(Reply::new(ReplyCode::FileActionPending, &msg))

@@ -35,6 +35,11 @@ where
     #[tracing_attributes::instrument]
     async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
         let session = args.session.lock().await;
+        // FERRY PATCH (ascii-type): in TYPE A the size on disk is not what a download sends
+        // (each LF goes out as CRLF). ProFTPD's answer, which clients know to switch to TYPE I for.
+        if session.ascii {
+            return Ok(Reply::new(ReplyCode::FileError, "SIZE not allowed in ASCII mode"));
+        }
         let user = session.user.clone();
         let storage: Arc<Storage> = Arc::clone(&session.storage);
         let path = session.cwd.join(self.path.clone());

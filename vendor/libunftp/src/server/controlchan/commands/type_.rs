@@ -37,8 +37,22 @@ use crate::{
 };
 use async_trait::async_trait;
 
+// FERRY PATCH (ascii-type): upstream answered every TYPE with "Always in binary mode" and
+// transferred bytes unchanged, so a client in TYPE A (FileZilla for .txt files) got LF line
+// endings where RFC 959 (section 3.1.1.1) puts CRLF on the wire. The type is now kept in the
+// session; RETR, STOR and APPE in TYPE A run with `storage::ascii_transfer()` true, and the
+// storage backend converts. Sessions still start in TYPE I (RFC 959's default is A): a client
+// that never sends TYPE has always had byte-exact transfers here, and keeps them.
 #[derive(Debug)]
-pub struct Type;
+pub struct Type {
+    ascii: bool,
+}
+
+impl Type {
+    pub fn new(ascii: bool) -> Self {
+        Type { ascii }
+    }
+}
 
 #[async_trait]
 impl<Storage, User> CommandHandler<Storage, User> for Type
@@ -48,7 +62,11 @@ where
     Storage::Metadata: Metadata,
 {
     #[tracing_attributes::instrument]
-    async fn handle(&self, _args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
-        Ok(Reply::new(ReplyCode::CommandOkay, "Always in binary mode"))
+    async fn handle(&self, args: CommandContext<Storage, User>) -> Result<Reply, ControlChanError> {
+        args.session.lock().await.ascii = self.ascii;
+        match self.ascii {
+            true => Ok(Reply::new(ReplyCode::CommandOkay, "Switching to ASCII mode")),
+            false => Ok(Reply::new(ReplyCode::CommandOkay, "Switching to Binary mode")),
+        }
     }
 }

@@ -49,7 +49,9 @@ where
             // for (ASCII non-print, image, local byte 8); anything else is a syntax error (501).
             let params = parse_to_eol(cmd_params)?;
             match str::from_utf8(&params)?.to_ascii_uppercase().as_str() {
-                "A" | "A N" | "I" | "L 8" => Command::Type,
+                // FERRY PATCH (ascii-type): the type is kept: TYPE A converts line endings.
+                "A" | "A N" => Command::Type { ascii: true },
+                "I" | "L 8" => Command::Type { ascii: false },
                 _ => return Err(ParseErrorKind::InvalidCommand.into()),
             }
         }
