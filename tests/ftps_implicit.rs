@@ -64,3 +64,62 @@ async fn plaintext_client_on_the_implicit_listener_gets_no_greeting() {
     .await;
     assert!(greeting.is_err(), "no plaintext greeting: {greeting:?}");
 }
+
+/// Python's aioftp with `ssl=` speaks implicit FTPS and handshakes on each data connection
+/// before sending its command: it needs both the implicit listener and the data handshake
+/// started at accept (it hung against explicit FTPS servers that wait for the command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aioftp_over_implicit_tls_uploads_lists_and_downloads() {
+    const SCRIPT: &str = r#"
+import asyncio, pathlib, ssl, sys, tempfile
+import aioftp
+port, password, cafile, local = sys.argv[1:5]
+async def main():
+    context = ssl.create_default_context(cafile=cafile)
+    client = aioftp.Client(ssl=context, socket_timeout=20, connection_timeout=20)
+    await client.connect("127.0.0.1", int(port))
+    await client.login("alice", password)
+    await client.upload(local, "up.bin", write_into=True)
+    names = [str(path) for path, _ in await client.list()]
+    assert "up.bin" in names, names
+    target = pathlib.Path(tempfile.mkdtemp()) / "back.bin"
+    await client.download("up.bin", target, write_into=True)
+    assert target.read_bytes() == pathlib.Path(local).read_bytes()
+    await client.quit()
+    print("ok")
+asyncio.run(main())
+"#;
+    let files = TlsFiles::new();
+    let server = start_ftps(&files, implicit_on_loopback, &common::default_users()).await;
+    let content = pattern(200_003);
+    let local = write_file(files.dir.path(), "local.bin", &content);
+    let mut python = std::process::Command::new("python3");
+    python
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(
+            server
+                .implicit_addr
+                .expect("implicit listener")
+                .port()
+                .to_string(),
+        )
+        .arg(PASSWORD)
+        .arg(&files.cert)
+        .arg(&local);
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || python.output()),
+    )
+    .await
+    .expect("aioftp finishes within 60 s")
+    .expect("join")
+    .expect("python3 is installed (.ci/run installs it and aioftp)");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(std::fs::read(server.home("alice").join("up.bin")).expect("stored") == content);
+}
