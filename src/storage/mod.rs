@@ -20,6 +20,7 @@ mod local;
 mod locked_writes;
 pub mod paths;
 mod readiness;
+mod serve_listing;
 mod store;
 
 pub use context::{SessionContext, TransferGuard};
@@ -36,8 +37,6 @@ use crate::storage::checksum::{Checksum, HashAlgorithm};
 use crate::storage::paths::{UserPath, resolve_user_path};
 use crate::transfer;
 use async_trait::async_trait;
-use listing::{ListingFormat, ListingStyle};
-use listing_stream::ListingStream;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -216,37 +215,6 @@ impl<S: Store> FerryStorage<S> {
         result
     }
 
-    /// Audits a listing answered whole and hands it to libunftp.
-    fn finish_listing(
-        &self,
-        user: &FerryUser,
-        path: &UserPath,
-        started: Instant,
-        text: Result<Vec<u8>, StoreError>,
-    ) -> ftp::Result<std::io::Cursor<Vec<u8>>> {
-        self.finish(user, Op::Ls, path, started, text, |text| {
-            Some(text.len() as u64)
-        })
-        .map(std::io::Cursor::new)
-    }
-
-    /// MLST: the facts of the path itself, audited as the size lookup it replaces.
-    async fn mlst_entry(
-        &self,
-        user: &FerryUser,
-        path: &Path,
-        style: &ListingStyle,
-    ) -> ftp::Result<std::io::Cursor<Vec<u8>>> {
-        let started = Instant::now();
-        let path = self.authorize(user, Op::Size, path, |p| p.list)?;
-        let result = self.store.entry(&path).await;
-        let entry = self.finish(user, Op::Size, &path, started, result, |entry| {
-            Some(entry.len)
-        })?;
-        let text = listing::format_page(style, &[(path.file_name(), entry)]);
-        Ok(std::io::Cursor::new(text))
-    }
-
     /// Uploads replace a file only if the user may overwrite it.
     async fn check_overwrite(&self, user: &FerryUser, path: &UserPath) -> Result<(), StoreError> {
         if self.permissions_now(user)?.overwrite {
@@ -418,61 +386,12 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         self.finish(user, Op::Ls, &path, started, result, |_| None)
     }
 
-    /// Every listing: LIST, NLST, MLSD (streamed page by page, see `listing_stream`), MLST
-    /// (the path's own facts) and STAT with a path (whole), told apart by libunftp's
-    /// `listings-by-backend` patch.
+    /// Every listing (see `serve_listing`): LIST, NLST, MLSD, MLST, and STAT with a path.
     async fn list_fmt<P>(&self, user: &FerryUser, path: P) -> ftp::Result<std::io::Cursor<Vec<u8>>>
     where
         P: AsRef<Path> + Send + Debug,
     {
-        let started = Instant::now();
-        let request = libunftp::storage::listing_request();
-        let streamed = request.is_some();
-        let (format, facts) = request.unwrap_or((ListingFormat::Long, Vec::new()));
-        let style = ListingStyle {
-            format,
-            facts,
-            permissions: self.permissions_now(user).unwrap_or(user.permissions),
-            now: SystemTime::now(),
-        };
-        if format == ListingFormat::MlstEntry {
-            return self.mlst_entry(user, path.as_ref(), &style).await;
-        }
-        let path = self.authorize(user, Op::Ls, path.as_ref(), |p| p.list)?;
-        let pages = match self.store.listing(&path).await {
-            Ok(Listing::Dir(pages)) => pages,
-            Ok(Listing::File(name, entry)) => {
-                let text = Ok(listing::format_page(&style, &[(name, entry)]));
-                return self.finish_listing(user, &path, started, text);
-            }
-            Err(error) => return self.finish_listing(user, &path, started, Err(error)),
-        };
-        if !streamed {
-            let text = read_whole_listing(pages, &style).await;
-            return self.finish_listing(user, &path, started, text);
-        }
-        let (audit, name, ip, host, shown) = (
-            self.audit.clone(),
-            user.name.clone(),
-            self.session.client_ip(),
-            self.session.host(),
-            path.to_string(),
-        );
-        let on_finish = Box::new(move |bytes: u64, result: Result<(), String>| {
-            audit.record(AuditRecord {
-                op: Op::Ls,
-                user: &name,
-                client_ip: ip,
-                host: host.as_deref(),
-                path: &shown,
-                bytes: Some(bytes),
-                duration: started.elapsed(),
-                outcome: result.map_or_else(Outcome::Failed, |()| Outcome::Ok),
-            });
-        });
-        let stream = ListingStream::new(style, pages, on_finish);
-        libunftp::storage::stream_listing(Box::new(stream));
-        Ok(std::io::Cursor::new(Vec::new()))
+        self.serve_listing(user, path.as_ref()).await
     }
 
     /// NLST as libunftp's own trait method (Ferry's libunftp sends NLST through `list_fmt`).
@@ -480,22 +399,8 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
     where
         P: AsRef<Path> + Send + Debug,
     {
-        let started = Instant::now();
-        let path = self
-            .authorize(user, Op::Ls, path.as_ref(), |p| p.list)
-            .map_err(std::io::Error::other)?;
-        let style = ListingStyle {
-            format: ListingFormat::Names,
-            facts: Vec::new(),
-            permissions: self.permissions_now(user).unwrap_or(user.permissions),
-            now: SystemTime::now(),
-        };
-        let text = match self.store.listing(&path).await {
-            Ok(Listing::Dir(pages)) => read_whole_listing(pages, &style).await,
-            Ok(Listing::File(name, entry)) => Ok(listing::format_page(&style, &[(name, entry)])),
-            Err(error) => Err(error),
-        };
-        self.finish_listing(user, &path, started, text)
+        self.serve_names(user, path.as_ref())
+            .await
             .map_err(std::io::Error::other)
     }
 
@@ -666,16 +571,4 @@ impl std::fmt::Display for UserPathPair<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} -> {}", self.0, self.1)
     }
-}
-
-/// Every page of `pages` in `style`, for the listings that are not sent on a data connection.
-async fn read_whole_listing(
-    mut pages: Box<dyn EntryPages>,
-    style: &ListingStyle,
-) -> Result<Vec<u8>, StoreError> {
-    let mut text = Vec::new();
-    while let Some(page) = pages.next_page().await? {
-        text.extend_from_slice(&listing::format_page(style, &page));
-    }
-    Ok(text)
 }
