@@ -5,15 +5,21 @@
 mod common;
 
 use clap::Parser;
-use common::{PASSWORD, TestServer};
+use common::{ALL, PASSWORD, TestServer, TestUser};
 use ferry::bench::{BenchArgs, Report};
 
 const KIB: usize = 1024;
 
 /// Runs `ferry-bench --url <alice on server> <scenario...>` and returns its report.
 async fn bench(server: &TestServer, scenario: &[&str]) -> Report {
+    bench_as(server, "alice", scenario).await
+}
+
+/// Runs `ferry-bench --url <user on server> <scenario...>`; with `--accounts`, `user` is the
+/// prefix of the account names.
+async fn bench_as(server: &TestServer, user: &str, scenario: &[&str]) -> Report {
     let url = format!(
-        "ftp://alice:{}@{}/",
+        "ftp://{user}:{}@{}/",
         PASSWORD.replace(' ', "%20"),
         server.addr
     );
@@ -209,4 +215,99 @@ fn reap_adopts_what_the_server_orphans() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let _ = exit_code(child);
     assert!(adopted, "the orphaned sleep was not adopted by the reaper");
+}
+
+/// Ten accounts `cold0` .. `cold9` for the scenarios that spread logins over accounts.
+const COLD_ACCOUNTS: [&str; 10] = [
+    "cold0", "cold1", "cold2", "cold3", "cold4", "cold5", "cold6", "cold7", "cold8", "cold9",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_logins_log_in_as_each_account_once_and_count_every_login() {
+    let users: Vec<TestUser> = COLD_ACCOUNTS
+        .iter()
+        .map(|name| TestUser {
+            name,
+            permissions: ALL,
+            extra: "",
+        })
+        .collect();
+    let server = TestServer::start_with(|_| {}, &users).await;
+    for name in COLD_ACCOUNTS {
+        std::fs::create_dir_all(server.home(name).join("up")).expect("home");
+        std::fs::write(
+            server.home(name).join("medium.bin"),
+            common::pattern(8 * KIB),
+        )
+        .expect("medium");
+    }
+
+    let cold = bench_as(
+        &server,
+        "cold",
+        &["logins-cold", "--accounts", "10", "--workers", "3"],
+    )
+    .await;
+    assert_valid(&cold);
+    assert_eq!(cold.scenario, "logins-cold");
+    assert_eq!(cold.unit, "logins/s");
+    assert_eq!(cold.operations, 10, "each account logged in once");
+    assert!(cold.server_cpu_ms_per_login.is_some(), "{cold:?}");
+
+    // Sessions spread over three accounts: each uploads into its own account's home.
+    let stor_many = bench_as(
+        &server,
+        "cold",
+        &[
+            "stor-many",
+            "--sessions",
+            "6",
+            "--accounts",
+            "3",
+            "--size",
+            "8KiB",
+        ],
+    )
+    .await;
+    assert_valid(&stor_many);
+    for (index, name) in COLD_ACCOUNTS.iter().enumerate() {
+        let uploads = std::fs::read_dir(server.home(name).join("up"))
+            .expect("up")
+            .count();
+        let expected = if index < 3 { 2 } else { 0 };
+        assert_eq!(uploads, expected, "uploads in {name}'s home");
+    }
+
+    let retr_many = bench_as(
+        &server,
+        "cold",
+        &[
+            "retr-many",
+            "--sessions",
+            "6",
+            "--accounts",
+            "3",
+            "--path",
+            "medium.bin",
+            "--size",
+            "8KiB",
+        ],
+    )
+    .await;
+    assert_valid(&retr_many);
+    assert_eq!(retr_many.operations, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_login_to_a_missing_account_makes_the_run_invalid() {
+    let server = server_with_bench_files().await;
+    // alice0 .. alice2 do not exist.
+    let report = bench(
+        &server,
+        &["logins-cold", "--accounts", "3", "--workers", "2"],
+    )
+    .await;
+    assert!(!report.valid);
+    assert_eq!(report.figure, None);
+    assert_eq!(report.errors, 3);
 }

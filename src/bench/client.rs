@@ -85,15 +85,24 @@ impl Session {
 
     /// Connects and logs in with the scenario's credentials, binary mode.
     pub async fn open_logged_in(connector: Arc<Connector>) -> Result<Session, BenchError> {
+        let user = connector.user.clone();
+        Session::open_logged_in_as(connector, &user).await
+    }
+
+    /// Connects and logs in as `user` with the scenario's password, binary mode.
+    pub async fn open_logged_in_as(
+        connector: Arc<Connector>,
+        user: &str,
+    ) -> Result<Session, BenchError> {
         let mut session = Session::open(connector).await?;
-        session.login().await?;
+        session.login_as(user).await?;
         session.command("TYPE I", &[200]).await?;
         Ok(session)
     }
 
-    /// USER and PASS (a server may accept USER alone).
-    pub async fn login(&mut self) -> Result<(), BenchError> {
-        let user = format!("USER {}", self.connector.user);
+    /// USER `user` and PASS with the scenario's password (a server may accept USER alone).
+    pub async fn login_as(&mut self, user: &str) -> Result<(), BenchError> {
+        let user = format!("USER {user}");
         let reply = self.command(&user, &[230, 331]).await?;
         if reply.code == 331 {
             let pass = format!("PASS {}", self.connector.password);

@@ -77,6 +77,10 @@ pub struct BenchArgs {
 }
 
 /// The scenarios. Paths are relative to the account's home; sizes take KiB/MiB/GiB suffixes.
+///
+/// With `--accounts M`, the URL's user name is a prefix: session (or login) `i` logs in as
+/// `{prefix}{i % M}`, all with the URL's password. Without it, every session is the URL's
+/// user, which a server that remembers verified logins (Ferry does) answers without hashing.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Scenario {
     /// Raw loopback TCP transfer through the same send and receive code: the ceiling
@@ -102,6 +106,9 @@ pub enum Scenario {
     RetrMany {
         #[arg(long, default_value_t = 500)]
         sessions: usize,
+        /// Spread the sessions over this many accounts (USER0, USER1...)
+        #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..))]
+        accounts: Option<u32>,
         #[arg(long, default_value = "medium.bin")]
         path: String,
         #[arg(long, default_value = "10MiB", value_parser = parse_size)]
@@ -111,6 +118,9 @@ pub enum Scenario {
     StorMany {
         #[arg(long, default_value_t = 500)]
         sessions: usize,
+        /// Spread the sessions over this many accounts (USER0, USER1...)
+        #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..))]
+        accounts: Option<u32>,
         #[arg(long, default_value = "up")]
         dir: String,
         #[arg(long, default_value = "10MiB", value_parser = parse_size)]
@@ -142,6 +152,14 @@ pub enum Scenario {
         count: u64,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// WORKERS workers connect, log in and quit, once as each of USER0 .. USER{ACCOUNTS-1}:
+    /// no login repeats an account, so a cache of verified logins never answers one
+    LoginsCold {
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+        accounts: u32,
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
     },
     /// Holds SESSIONS logged-in sessions; reports the server's memory growth per session
     Idle {
@@ -178,6 +196,10 @@ pub struct Report {
     pub server_cpu_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s_per_gib: Option<f64>,
+    /// Server CPU milliseconds per login, for the login scenarios: what one password check
+    /// (or a cache's answer instead) costs the server, connect to QUIT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_ms_per_login: Option<f64>,
     /// This load generator's own CPU time: on a small machine it shares the cores with the
     /// server, so it is part of the picture.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -254,6 +276,7 @@ fn unit_of(scenario: &Scenario) -> (&'static str, bool) {
         Scenario::SmallFiles { .. } => ("files/s", true),
         Scenario::List { .. } => ("ms", false),
         Scenario::Login { .. } => ("sessions/s", true),
+        Scenario::LoginsCold { .. } => ("logins/s", true),
         Scenario::Idle { .. } => ("KiB/session", false),
         Scenario::Reap { .. } => ("", false),
     }
@@ -269,6 +292,7 @@ fn name_of(scenario: &Scenario) -> &'static str {
         Scenario::SmallFiles { .. } => "small-files",
         Scenario::List { .. } => "list",
         Scenario::Login { .. } => "login",
+        Scenario::LoginsCold { .. } => "logins-cold",
         Scenario::Idle { .. } => "idle",
         Scenario::Reap { .. } => "reap",
     }
@@ -321,6 +345,7 @@ pub async fn run(args: &BenchArgs) -> Report {
         .zip(cpu_after)
         .map(|(before, after)| after - before);
     let moved = measured.tally.bytes;
+    let logins = measured.tally.operations;
     let valid = measured.tally.is_valid();
     Report {
         scenario: name_of(&args.scenario),
@@ -339,7 +364,25 @@ pub async fn run(args: &BenchArgs) -> Report {
         server_cpu_s_per_gib: server_cpu_s
             .filter(|_| moved > 0)
             .map(|cpu| round(cpu / (moved as f64 / BYTES_PER_GIB))),
+        server_cpu_ms_per_login: server_cpu_s
+            .filter(|_| {
+                logins > 0
+                    && matches!(
+                        args.scenario,
+                        Scenario::Login { .. } | Scenario::LoginsCold { .. }
+                    )
+            })
+            .map(|cpu| round(cpu * 1000.0 / logins as f64)),
         client_cpu_s,
+    }
+}
+
+/// The user name session or login `index` logs in as: `prefix` itself, or with `accounts`,
+/// `{prefix}{index % accounts}`.
+pub fn account_name(prefix: &str, accounts: Option<u32>, index: usize) -> String {
+    match accounts {
+        Some(accounts) => format!("{prefix}{}", index % accounts.max(1) as usize),
+        None => prefix.to_owned(),
     }
 }
 
@@ -454,6 +497,46 @@ mod tests {
         assert_eq!(password, "p@ss:word");
         assert!(parse_url("http://a:b@127.0.0.1/").is_err());
         assert!(parse_url("ftp://127.0.0.1/").is_err());
+    }
+
+    #[test]
+    fn sessions_spread_over_accounts_round_robin() {
+        assert_eq!(account_name("bench", None, 7), "bench");
+        assert_eq!(account_name("bench", Some(3), 0), "bench0");
+        assert_eq!(account_name("bench", Some(3), 7), "bench1");
+        assert_eq!(account_name("bench", Some(1000), 999), "bench999");
+    }
+
+    #[test]
+    fn accounts_take_a_positive_count() {
+        use clap::Parser;
+        let parse = |argv: &[&str]| BenchArgs::try_parse_from(argv).map(|args| args.scenario);
+        assert!(matches!(
+            parse(&["ferry-bench", "retr-many", "--accounts", "100"]),
+            Ok(Scenario::RetrMany {
+                accounts: Some(100),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["ferry-bench", "stor-many"]),
+            Ok(Scenario::StorMany { accounts: None, .. })
+        ));
+        assert!(matches!(
+            parse(&[
+                "ferry-bench",
+                "logins-cold",
+                "--accounts",
+                "10",
+                "--workers",
+                "2"
+            ]),
+            Ok(Scenario::LoginsCold {
+                accounts: 10,
+                workers: 2
+            })
+        ));
+        assert!(parse(&["ferry-bench", "logins-cold", "--accounts", "0"]).is_err());
     }
 
     #[test]

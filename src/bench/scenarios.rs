@@ -3,7 +3,7 @@
 use super::client::{self, Connector, Session};
 use super::discard::Discard;
 use super::probe::ProcessTree;
-use super::{BenchError, Measured, Scenario, Tally, bounded, megabytes_per_second};
+use super::{BenchError, Measured, Scenario, Tally, account_name, bounded, megabytes_per_second};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,25 +28,29 @@ pub async fn run(
         Scenario::Stor { path, size } => stor(connector, path, *size).await,
         Scenario::RetrMany {
             sessions,
+            accounts,
             path,
             size,
         } => {
             let path = path.clone();
-            many(*sessions, *size, move |_| {
-                download_in_new_session(connector.clone(), path.clone())
+            many(*sessions, *size, move |index| {
+                let user = account_name(&connector.user, *accounts, index);
+                download_in_new_session(connector.clone(), user, path.clone())
             })
             .await
         }
         Scenario::StorMany {
             sessions,
+            accounts,
             dir,
             size,
         } => {
             let (dir, size) = (dir.clone(), *size);
             let block: Arc<[u8]> = pattern(SEND_BLOCK, 1).into();
             many(*sessions, size, move |index| {
+                let user = account_name(&connector.user, *accounts, index);
                 let path = format!("{dir}/many-{index}.bin");
-                upload_in_new_session(connector.clone(), path, size, block.clone())
+                upload_in_new_session(connector.clone(), user, path, size, block.clone())
             })
             .await
         }
@@ -63,6 +67,9 @@ pub async fn run(
             count,
             seconds,
         } => login_rate(connector, *workers, *count, Duration::from_secs(*seconds)).await,
+        Scenario::LoginsCold { accounts, workers } => {
+            cold_logins(connector, *accounts, *workers).await
+        }
         Scenario::Idle { sessions } => idle(connector, *sessions, server).await,
         Scenario::Reap { .. } => Err(BenchError::Protocol(
             "reap runs a server; it is not a scenario".to_owned(),
@@ -174,9 +181,10 @@ where
 
 async fn download_in_new_session(
     connector: Arc<Connector>,
+    user: String,
     path: String,
 ) -> Result<u64, BenchError> {
-    let mut session = Session::open_logged_in(connector).await?;
+    let mut session = Session::open_logged_in_as(connector, &user).await?;
     let received = session.retr(&path, &Discard::new()?).await?;
     session.quit().await?;
     Ok(received)
@@ -184,11 +192,12 @@ async fn download_in_new_session(
 
 async fn upload_in_new_session(
     connector: Arc<Connector>,
+    user: String,
     path: String,
     size: u64,
     block: Arc<[u8]>,
 ) -> Result<u64, BenchError> {
-    let mut session = Session::open_logged_in(connector).await?;
+    let mut session = Session::open_logged_in_as(connector, &user).await?;
     let sent = session.stor(&path, size, &block).await?;
     check_stored_size(&mut session, &path, size).await?;
     session.quit().await?;
@@ -320,9 +329,56 @@ async fn login_rate(
     })
 }
 
+/// `workers` loops of connect, USER, PASS, QUIT, each as the next of `accounts` accounts
+/// that has not logged in yet, until every account has once. The figure is logins a second.
+async fn cold_logins(
+    connector: Arc<Connector>,
+    accounts: u32,
+    workers: usize,
+) -> Result<Measured, BenchError> {
+    let started = Instant::now();
+    let next_account = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let (connector, next_account) = (connector.clone(), next_account.clone());
+        tasks.spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let index = next_account.fetch_add(1, Ordering::Relaxed);
+                if index >= u64::from(accounts) {
+                    break tally;
+                }
+                let user = format!("{}{index}", connector.user);
+                match login_once_as(connector.clone(), &user).await {
+                    Ok(()) => tally.transfer(0, 0),
+                    Err(error) => tally.fail(error),
+                }
+            }
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(worker) => tally.merge(worker),
+            Err(error) => tally.fail(BenchError::Protocol(format!("worker task: {error}"))),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Measured {
+        figure: tally.operations as f64 / seconds,
+        tally,
+        seconds,
+    })
+}
+
 async fn login_once(connector: Arc<Connector>) -> Result<(), BenchError> {
+    let user = connector.user.clone();
+    login_once_as(connector, &user).await
+}
+
+async fn login_once_as(connector: Arc<Connector>, user: &str) -> Result<(), BenchError> {
     let mut session = Session::open(connector).await?;
-    session.login().await?;
+    session.login_as(user).await?;
     session.quit().await
 }
 
