@@ -227,12 +227,13 @@ start_vsftpd() {
   VSFTPD_PID=$!
 }
 # Pure-FTPd in the foreground, virtual users only (-l puredb), no anonymous (-E), everyone
-# chrooted (-A), Ferry's session limits (-c, -C), no reverse DNS (-H), transfers logged
+# chrooted (-A), Ferry's session limits (-c, -C) and idle timeout (-I counts minutes: 10 is
+# the others' 600 s), no reverse DNS (-H), transfers logged
 # (-O clf:...) and no syslog (-f none), as the others log to files.
 start_pureftpd() {
   "$BENCH" reap -- "$PUREFTPD" -S "127.0.0.1,$PUREFTPD_PORT" -p "$PUREFTPD_PASSIVE" \
     -l "puredb:$BENCH_DIR/pure-ftpd.pdb" -E -A -H -u 1 \
-    -c "$MAX_SESSIONS" -C "$MAX_SESSIONS" -I 600 \
+    -c "$MAX_SESSIONS" -C "$MAX_SESSIONS" -I 10 \
     -O "clf:$BENCH_DIR/pure-ftpd-transfers.log" -f none 2>>"$BENCH_DIR/pure-ftpd.err" &
   PUREFTPD_PID=$!
 }
