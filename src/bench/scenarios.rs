@@ -314,19 +314,7 @@ async fn login_rate(
             tally
         });
     }
-    let mut tally = Tally::default();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(worker) => tally.merge(worker),
-            Err(error) => tally.fail(BenchError::Protocol(format!("worker task: {error}"))),
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Measured {
-        figure: tally.operations as f64 / seconds,
-        tally,
-        seconds,
-    })
+    Ok(operations_per_second(tasks, started).await)
 }
 
 /// `workers` loops of connect, USER, PASS, QUIT, each as the next of `accounts` accounts
@@ -356,6 +344,11 @@ async fn cold_logins(
             }
         });
     }
+    Ok(operations_per_second(tasks, started).await)
+}
+
+/// Joins the workers' tallies; the figure is their operations a second since `started`.
+async fn operations_per_second(mut tasks: JoinSet<Tally>, started: Instant) -> Measured {
     let mut tally = Tally::default();
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -364,11 +357,11 @@ async fn cold_logins(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Measured {
+    Measured {
         figure: tally.operations as f64 / seconds,
         tally,
         seconds,
-    })
+    }
 }
 
 async fn login_once(connector: Arc<Connector>) -> Result<(), BenchError> {
