@@ -39,6 +39,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// A bucket root must answer before the configuration counts as OK.
+fn check_storage(config: &ferry::config::Config) -> Result<(), String> {
+    if config.bucket.is_none() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("could not start the async runtime: {error}"))?;
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    runtime
+        .block_on(ferry::server::check_storage(config, &logger))
+        .map_err(|error| error.to_string())
+}
+
 fn serve(args: &ServeArgs) -> ExitCode {
     // Lossy rather than `var(..).ok()`: a non-UTF-8 value then fails visibly (e.g. "root does
     // not exist") instead of being silently ignored.
@@ -51,6 +66,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     if args.check_config {
+        if let Err(error) = check_storage(&config) {
+            eprintln!("ferry: {error}");
+            return ExitCode::FAILURE;
+        }
         match &config.source_file {
             Some(file) => println!("configuration OK ({})", file.display()),
             None => println!("configuration OK (no config file; defaults, environment, flags)"),

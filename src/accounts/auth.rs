@@ -372,6 +372,9 @@ pub struct FerryAuthenticator {
     login_guard: Option<Arc<LoginGuard>>,
     /// `config.anonymous`, and the directory was given an anonymous home.
     anonymous_allowed: bool,
+    /// Homes are directories to create at login; not when they are key prefixes in a bucket,
+    /// which exist as soon as a key is written under them.
+    homes_on_disk: bool,
     audit: AuditLog,
     logger: slog::Logger,
 }
@@ -410,8 +413,19 @@ impl FerryAuthenticator {
                 .clone()
                 .map(|policy| Arc::new(LoginGuard::new(policy))),
             anonymous_allowed,
+            homes_on_disk: config.bucket.is_none(),
             audit,
             logger,
+        }
+    }
+
+    /// Creates a home directory on disk at login, so that a missing one refuses the login with
+    /// a clear reason rather than failing every command after it.
+    async fn ensure_home(&self, home: &Path) -> Result<(), LoginRefusal> {
+        if self.homes_on_disk {
+            create_home(home).await
+        } else {
+            Ok(())
         }
     }
 
@@ -439,7 +453,7 @@ impl FerryAuthenticator {
             && let Some(home) = self.directory.anonymous_home()
         {
             // Any password: by convention clients send an e-mail address, which is not kept.
-            return create_home(home).await;
+            return self.ensure_home(home).await;
         }
         let generation = self.directory.generation();
         let users = self.directory.users();
@@ -474,7 +488,8 @@ impl FerryAuthenticator {
         if record.require_tls && channel != ChannelEncryptionState::Tls {
             return Err(LoginRefusal::TlsRequired);
         }
-        create_home(&self.directory.root().join(&record.home)).await
+        self.ensure_home(&self.directory.root().join(&record.home))
+            .await
     }
 
     /// Counts a failed login toward the policy; returns how the audit reason should end when

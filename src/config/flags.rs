@@ -21,8 +21,9 @@ pub struct ServeArgs {
     /// Control connection address [default: 127.0.0.1:2121]
     #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<String>,
-    /// Directory holding every user's home [default: ./data]
-    #[arg(long, value_name = "DIR")]
+    /// Directory holding every user's home, or an S3 bucket: s3://BUCKET[/PREFIX] [default:
+    /// ./data]
+    #[arg(long, value_name = "DIR|s3://BUCKET[/PREFIX]")]
     pub root: Option<String>,
     /// The users file [default: config/users.toml]
     #[arg(long, value_name = "FILE")]
@@ -115,4 +116,29 @@ pub struct ServeArgs {
     /// Host names HOST (RFC 7151) accepts, comma-separated; others get 504 [default: any]
     #[arg(long, value_name = "NAMES")]
     pub host_names: Option<String>,
+    /// S3-compatible service URL, for `--root s3://…` [default: AWS for the region]
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1]
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Bucket name in the URL path rather than the host name [default: on when --s3-endpoint is
+    /// set]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<String>,
+    /// Multipart upload part size in MiB, 5-5120 [default: 16]
+    #[arg(long, value_name = "MIB")]
+    pub s3_part_size: Option<String>,
+    /// Parts of one upload sent at once [default: 4]
+    #[arg(long, value_name = "N")]
+    pub s3_upload_concurrency: Option<String>,
+    /// AWS shared credentials file ([default] aws_access_key_id, aws_secret_access_key)
+    /// [default: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the
+    /// standard chain]
+    #[arg(long, value_name = "FILE")]
+    pub s3_credentials_file: Option<String>,
+    /// This instance's name among several sharing a bucket: its unfinished uploads are swept
+    /// when it starts again [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub instance_id: Option<String>,
 }

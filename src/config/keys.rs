@@ -38,10 +38,17 @@ pub(super) enum Key {
     DataTimeout,
     MaxTransfers,
     HostNames,
+    S3Endpoint,
+    S3Region,
+    S3PathStyle,
+    S3PartSize,
+    S3UploadConcurrency,
+    S3CredentialsFile,
+    InstanceId,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 32] = [
+    pub(super) const ALL: [Key; 39] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -74,6 +81,13 @@ impl Key {
         Key::DataTimeout,
         Key::MaxTransfers,
         Key::HostNames,
+        Key::S3Endpoint,
+        Key::S3Region,
+        Key::S3PathStyle,
+        Key::S3PartSize,
+        Key::S3UploadConcurrency,
+        Key::S3CredentialsFile,
+        Key::InstanceId,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -110,6 +124,13 @@ impl Key {
             Key::DataTimeout => "data_timeout",
             Key::MaxTransfers => "max_transfers",
             Key::HostNames => "host_names",
+            Key::S3Endpoint => "s3_endpoint",
+            Key::S3Region => "s3_region",
+            Key::S3PathStyle => "s3_path_style",
+            Key::S3PartSize => "s3_part_size",
+            Key::S3UploadConcurrency => "s3_upload_concurrency",
+            Key::S3CredentialsFile => "s3_credentials_file",
+            Key::InstanceId => "instance_id",
         }
     }
 
@@ -167,5 +188,15 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::DataTimeout, args.data_timeout.as_deref()),
         (Key::MaxTransfers, args.max_transfers.as_deref()),
         (Key::HostNames, args.host_names.as_deref()),
+        (Key::S3Endpoint, args.s3_endpoint.as_deref()),
+        (Key::S3Region, args.s3_region.as_deref()),
+        (Key::S3PathStyle, args.s3_path_style.as_deref()),
+        (Key::S3PartSize, args.s3_part_size.as_deref()),
+        (
+            Key::S3UploadConcurrency,
+            args.s3_upload_concurrency.as_deref(),
+        ),
+        (Key::S3CredentialsFile, args.s3_credentials_file.as_deref()),
+        (Key::InstanceId, args.instance_id.as_deref()),
     ]
 }

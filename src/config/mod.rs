@@ -8,6 +8,7 @@
 mod flags;
 mod keys;
 mod layers;
+mod object_store;
 mod values;
 
 use crate::observe::logging::LogFormat;
@@ -15,6 +16,7 @@ use crate::tls::TlsSettings;
 pub use flags::ServeArgs;
 use keys::Key;
 use layers::{Assignment, RawValue, env_layer, file_layer, flag_layer, read_config_file};
+pub use object_store::{BucketRoot, S3Settings};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -68,6 +70,16 @@ const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(300);
 /// 512 is tokio's own default for the whole blocking pool.
 const DEFAULT_MAX_TRANSFERS: usize = 512;
 
+/// The host name: unique among instances on different machines (containers, pods).
+fn default_instance_id() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_str()
+        .ok()
+        .and_then(|name| parse_instance_id(name.to_owned()).ok())
+        .unwrap_or_else(|| "ferry".to_owned())
+}
+
 /// Password hashing is CPU-bound and each argon2id hash holds its memory cost while it runs:
 /// two per CPU keeps every core busy without letting a login flood queue unbounded work.
 fn default_max_concurrent_logins() -> usize {
@@ -89,8 +101,16 @@ pub struct LoginFailurePolicy {
 pub struct Config {
     /// Control connection address (`bind`).
     pub bind: SocketAddr,
-    /// Directory holding every user's home (`root`).
+    /// Directory holding every user's home (`root`), when files live on disk.
     pub root: PathBuf,
+    /// The bucket holding every user's home, when `root` is `s3://BUCKET[/PREFIX]`; `root`
+    /// (the directory) is then unused.
+    pub bucket: Option<BucketRoot>,
+    /// How to reach the bucket (the `s3_*` keys).
+    pub s3: S3Settings,
+    /// This instance's name among several sharing a bucket (`instance_id`): the key its
+    /// unfinished uploads are recorded under, so that it sweeps them when it starts again.
+    pub instance_id: String,
     /// The users file (`users`).
     pub users_file: PathBuf,
     /// Passive data ports (`passive_ports`, "LO-HI").
@@ -148,6 +168,9 @@ impl Default for Config {
         Config {
             bind: DEFAULT_BIND,
             root: PathBuf::from(DEFAULT_ROOT),
+            bucket: None,
+            s3: S3Settings::default(),
+            instance_id: default_instance_id(),
             users_file: PathBuf::from(DEFAULT_USERS_FILE),
             passive_ports: DEFAULT_PASSIVE_PORTS,
             passive_host: None,
@@ -354,7 +377,14 @@ impl Settings {
         match key {
             Key::Bind => config.bind = parse_bind(&text(value)?)?,
             Key::Root => {
-                config.root = parse_path(text(value)?)?;
+                let value = text(value)?;
+                match BucketRoot::parse(&value) {
+                    Some(bucket) => config.bucket = Some(bucket?),
+                    None => {
+                        config.root = parse_path(value)?;
+                        config.bucket = None;
+                    }
+                }
                 self.root_origin = origin.clone();
             }
             Key::Users => {
@@ -400,6 +430,17 @@ impl Settings {
             Key::DataTimeout => config.data_timeout = seconds(value, 1)?,
             Key::MaxTransfers => config.max_transfers = count(value, 1)?,
             Key::HostNames => config.host_names = parse_host_names(value)?,
+            Key::S3Endpoint => {
+                config.s3.endpoint = Some(object_store::parse_endpoint(text(value)?)?)
+            }
+            Key::S3Region => config.s3.region = object_store::parse_region(text(value)?)?,
+            Key::S3PathStyle => config.s3.path_style = Some(boolean(value)?),
+            Key::S3PartSize => {
+                config.s3.part_size = object_store::part_size_bytes(whole_number(value)?)?
+            }
+            Key::S3UploadConcurrency => config.s3.upload_concurrency = count(value, 1)?,
+            Key::S3CredentialsFile => config.s3.credentials_file = Some(parse_path(text(value)?)?),
+            Key::InstanceId => config.instance_id = parse_instance_id(text(value)?)?,
         }
         Ok(())
     }
@@ -408,7 +449,9 @@ impl Settings {
     fn finish(self, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
         let origins = self.origins.clone();
         let (config, root_origin, users_file_origin) = self.combine(source_file);
-        check_root(&config.root, root_origin)?;
+        if config.bucket.is_none() {
+            check_root(&config.root, root_origin)?;
+        }
         check_users_file(&config.users_file, users_file_origin)?;
         // TLS settings are checked last: they read the certificate files.
         config

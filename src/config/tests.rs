@@ -180,7 +180,14 @@ fn file_overrides_defaults() {
          login_timeout = 12\n\
          data_timeout = 45\n\
          max_transfers = 64\n\
-         host_names = [\"ftp.example.com\"]\n",
+         host_names = [\"ftp.example.com\"]\n\
+         s3_endpoint = \"http://127.0.0.1:9000\"\n\
+         s3_region = \"eu-west-3\"\n\
+         s3_path_style = false\n\
+         s3_part_size = 8\n\
+         s3_upload_concurrency = 2\n\
+         s3_credentials_file = \"/run/secrets/s3\"\n\
+         instance_id = \"ferry-a\"\n",
     );
     let config = fixture.load_file(&file).expect("loads");
     assert_eq!(
@@ -212,6 +219,16 @@ fn file_overrides_defaults() {
             data_timeout: Duration::from_secs(45),
             max_transfers: 64,
             host_names: vec!["ftp.example.com".to_owned()],
+            bucket: None,
+            s3: crate::config::S3Settings {
+                endpoint: Some("http://127.0.0.1:9000".to_owned()),
+                region: "eu-west-3".to_owned(),
+                path_style: Some(false),
+                part_size: 8 * 1024 * 1024,
+                upload_concurrency: 2,
+                credentials_file: Some(PathBuf::from("/run/secrets/s3")),
+            },
+            instance_id: "ferry-a".to_owned(),
             source_file: Some(file),
         }
     );
@@ -960,4 +977,37 @@ fn shipped_config_file_loads_and_lists_every_key() {
     }
     assert!(text.contains("\nroot = \"data\"\n"));
     assert!(text.contains("\nusers = \"config/users.toml\"\n"));
+}
+
+#[test]
+fn a_bucket_root_needs_no_directory_and_bad_s3_values_name_their_key() {
+    let fixture = Fixture::new();
+    let users = fixture.users_file.to_str().expect("utf-8 temp path");
+    let flags = ["--root", "s3://ferry-data/site-a/", "--users", users];
+    let config = fixture.load(&flags, &[]).expect("loads");
+    assert_eq!(
+        config.bucket,
+        Some(crate::config::BucketRoot {
+            bucket: "ferry-data".into(),
+            prefix: "site-a".into()
+        })
+    );
+    assert_eq!(config.s3, crate::config::S3Settings::default());
+
+    let message = error_message(fixture.load(&flags, &[("FERRY_S3_PART_SIZE", "2")]));
+    assert_eq!(
+        message,
+        "environment variable FERRY_S3_PART_SIZE: key `s3_part_size`: must be between 5 and \
+         5120 MiB (S3's part limits), got 2"
+    );
+    let bad_bucket = ["--root", "s3://Bad_Bucket", "--users", users];
+    let message = error_message(fixture.load(&bad_bucket, &[]));
+    assert!(
+        message.starts_with("flag --root: key `root`: expected s3://BUCKET[/PREFIX]"),
+        "{message}"
+    );
+    let message = error_message(fixture.load(&flags, &[("FERRY_S3_ENDPOINT", "localhost:9000")]));
+    assert!(message.contains("key `s3_endpoint`"), "{message}");
+    let message = error_message(fixture.load(&flags, &[("FERRY_INSTANCE_ID", "a/b")]));
+    assert!(message.contains("key `instance_id`"), "{message}");
 }

@@ -224,3 +224,16 @@ pub fn normalize_host_name(name: &str) -> Option<String> {
     }
     is_dns_name(name).then(|| name.trim_end_matches('.').to_ascii_lowercase())
 }
+
+/// Checks `instance_id`: it names a key prefix, so letters, digits, `.`, `-` and `_` only.
+pub(super) fn parse_instance_id(text: String) -> Result<String, String> {
+    let valid = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if text.is_empty() || text.len() > 64 || !valid {
+        return Err(format!(
+            "expected 1-64 letters, digits, dots, hyphens or underscores, got {text:?}"
+        ));
+    }
+    Ok(text)
+}

@@ -43,14 +43,15 @@ pub enum AdminError {
 
 /// What the endpoints ask of the running server, which implements it: the live state, never a
 /// copy of it.
+#[async_trait::async_trait]
 pub trait ServerProbe: std::fmt::Debug + Send + Sync + 'static {
     /// Sessions open now (`ferry_sessions_active`).
     fn live_sessions(&self) -> usize;
     /// True once shutdown has begun: the FTP listener no longer accepts.
     fn shutting_down(&self) -> bool;
-    /// Whether uploads can be stored now: Ok, or what is wrong. Blocking (a real write), so it
-    /// runs on the blocking pool.
-    fn check_storage(&self) -> Result<(), String>;
+    /// Whether uploads can be stored now: Ok, or what is wrong (a real write: a probe file
+    /// on disk, a probe object in a bucket).
+    async fn check_storage(&self) -> Result<(), String>;
 }
 
 /// What the endpoints look at: all of it shared with the FTP side, none of it copied.
@@ -162,10 +163,7 @@ struct Readiness {
 
 /// Whether Ferry can serve clients now: 200, or 503 with the checks that failed.
 async fn ready(State(probes): State<Arc<Probes>>) -> (StatusCode, Json<Readiness>) {
-    let server = probes.server.clone();
-    let root_check = tokio::task::spawn_blocking(move || server.check_storage())
-        .await
-        .unwrap_or_else(|error| Err(format!("check did not finish: {error}")));
+    let root_check = probes.server.check_storage().await;
     let listener_check = if probes.server.shutting_down() {
         Err("shutting down: no new sessions".to_owned())
     } else {

@@ -10,7 +10,9 @@
 
 use super::record::{LimitReached, Op, Outcome};
 use prometheus::core::Collector;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// The content type of the text exposition format, for the `/metrics` response.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -58,6 +60,53 @@ pub struct Metrics {
     storage_errors: IntCounterVec,
     /// Connections turned away with 421 by the session limits, by `reason`.
     connections_refused: IntCounterVec,
+    /// Requests to the S3-compatible service (when `root` is a bucket).
+    s3: ObjectStoreMetrics,
+}
+
+/// Requests to an object store, by `operation` (the S3 API name: GetObject, UploadPart...):
+/// how many ended how (`outcome`: ok, or the error class), and how long they took (retries
+/// included).
+#[derive(Debug, Clone)]
+pub struct ObjectStoreMetrics {
+    requests: IntCounterVec,
+    seconds: HistogramVec,
+}
+
+impl ObjectStoreMetrics {
+    fn new(registry: &Registry) -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ferry_s3_requests_total",
+                "Requests to the S3-compatible service, by operation and outcome.",
+            ),
+            &["operation", "outcome"],
+        )
+        .expect("constant metric definition");
+        register(registry, requests.clone());
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "ferry_s3_request_seconds",
+                "Latency of requests to the S3-compatible service (retries included), by operation.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["operation"],
+        )
+        .expect("constant metric definition");
+        register(registry, seconds.clone());
+        ObjectStoreMetrics { requests, seconds }
+    }
+
+    /// Counts one request. `operation` and `outcome` come from fixed sets (API names, error
+    /// classes), never from a path or a message, so the series stay bounded.
+    pub fn observe(&self, operation: &str, outcome: &str, elapsed: std::time::Duration) {
+        self.requests.with_label_values(&[operation, outcome]).inc();
+        self.seconds
+            .with_label_values(&[operation])
+            .observe(elapsed.as_secs_f64());
+    }
 }
 
 impl Default for Metrics {
@@ -111,10 +160,16 @@ impl Metrics {
                 "Connections turned away by the session limits or an address ban, by reason.",
                 "reason",
             ),
+            s3: ObjectStoreMetrics::new(&registry),
             registry,
         };
         metrics.start_series_at_zero();
         metrics
+    }
+
+    /// The object-store request metrics, for the S3 store to count into.
+    pub fn object_store(&self) -> ObjectStoreMetrics {
+        self.s3.clone()
     }
 
     /// Creates every series at 0, so `rate()` and `increase()` see the first event too.

@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::observe::admin::{AdminError, AdminServer, Probes};
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
-use crate::storage::{FerryStorage, LocalStore, remove_stale_temporaries};
+use crate::storage::s3::{self, Bucket, BucketError, S3Store};
+use crate::storage::{FerryStorage, LocalStore, SessionStore, remove_stale_temporaries};
 use crate::tls::{Ftps, TlsError};
 use libunftp::ServerBuilder;
 use libunftp::options::{ActivePassiveMode, PassiveHost, Shutdown};
@@ -74,6 +75,10 @@ pub enum ServerError {
     #[error("libunftp refused the session configuration: {0}")]
     Session(String),
     #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error("{0}")]
+    BucketUnusable(String),
+    #[error(transparent)]
     Users(#[from] crate::accounts::users::UsersError),
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -105,6 +110,8 @@ struct Shared<A> {
     ftps: Option<Arc<Ftps>>,
     /// Addresses banned for failed logins are turned away here, at connect.
     login_guard: Option<Arc<LoginGuard>>,
+    /// The bucket holding the homes, when `root` is `s3://…`; None: the local filesystem.
+    bucket: Option<Arc<Bucket>>,
 }
 
 /// A bound, not yet serving, Ferry server.
@@ -134,14 +141,21 @@ where
         audit: AuditLog,
         logger: slog::Logger,
     ) -> Result<Self, ServerError> {
-        let removed =
-            remove_stale_temporaries(&config.root).map_err(|source| ServerError::Cleanup {
-                root: config.root.clone(),
-                source,
-            })?;
-        if removed > 0 {
-            slog::info!(logger, "removed upload temporaries left by an earlier run"; "count" => removed);
-        }
+        let bucket = match &config.bucket {
+            Some(root) => Some(open_bucket(root, &config, &audit, &logger).await?),
+            None => {
+                let removed = remove_stale_temporaries(&config.root).map_err(|source| {
+                    ServerError::Cleanup {
+                        root: config.root.clone(),
+                        source,
+                    }
+                })?;
+                if removed > 0 {
+                    slog::info!(logger, "removed upload temporaries left by an earlier run"; "count" => removed);
+                }
+                None
+            }
+        };
         let ftps = Ftps::load(&config.tls, &logger)?;
         if let Some(ftps) = &ftps {
             ftps.spawn_reloader();
@@ -165,6 +179,7 @@ where
             next_session_id: AtomicU64::new(0),
             ftps,
             login_guard,
+            bucket,
             authenticator,
             logger,
             config,
@@ -198,6 +213,7 @@ where
                 limiter: self.shared.limiter.clone(),
                 state: self.shared.state.clone(),
                 users,
+                bucket: self.shared.bucket.clone(),
             }),
         };
         self.admin = Some(AdminServer::bind(addr, probes, self.shared.logger.clone()).await?);
@@ -401,12 +417,13 @@ where
     let audit = shared.audit.clone();
     let storage_link = link.clone();
     let data_timeout = config.data_timeout;
+    let bucket = shared.bucket.clone();
     let storage = Box::new(move || {
-        FerryStorage::new(
-            LocalStore::new(data_timeout),
-            storage_link.clone(),
-            audit.clone(),
-        )
+        let store = match &bucket {
+            Some(bucket) => SessionStore::Bucket(S3Store::new(bucket.clone(), data_timeout)),
+            None => SessionStore::Local(LocalStore::new(data_timeout)),
+        };
+        FerryStorage::new(store, storage_link.clone(), audit.clone())
     });
     let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> =
         shared.authenticator.clone();
@@ -559,6 +576,68 @@ fn close_session(link: Arc<SessionLink>, reply: &str) {
     });
 }
 
+/// What `ferry serve --check-config` proves beyond the configuration itself: a bucket root is
+/// reachable and writable (a probe object written and deleted). A directory root was already
+/// checked as the configuration loaded.
+pub async fn check_storage(config: &Config, logger: &slog::Logger) -> Result<(), ServerError> {
+    let Some(root) = &config.bucket else {
+        return Ok(());
+    };
+    let metrics = crate::observe::metrics::Metrics::new().object_store();
+    let bucket = Bucket::connect(root, config, metrics, logger.clone()).await?;
+    bucket
+        .check_writable()
+        .await
+        .map_err(ServerError::BucketUnusable)
+}
+
+/// Connects to the bucket `root` names, proves it writable (a probe object written and
+/// deleted), aborts the unfinished uploads an earlier run of this instance left, and starts
+/// the periodic sweep of stale ones.
+async fn open_bucket(
+    root: &crate::config::BucketRoot,
+    config: &Config,
+    audit: &AuditLog,
+    logger: &slog::Logger,
+) -> Result<Arc<Bucket>, ServerError> {
+    let metrics = audit.metrics().object_store();
+    let bucket = Bucket::connect(root, config, metrics, logger.clone()).await?;
+    bucket
+        .check_writable()
+        .await
+        .map_err(ServerError::BucketUnusable)?;
+    match s3::sweep_at_start(&bucket).await {
+        Ok(0) => {}
+        Ok(swept) => {
+            slog::info!(logger, "aborted unfinished uploads left by an earlier run"; "count" => swept)
+        }
+        Err(failure) => {
+            slog::warn!(logger, "could not sweep unfinished uploads; retrying periodically"; "error" => failure.to_string())
+        }
+    }
+    let sweeping = Arc::downgrade(&bucket);
+    let sweep_logger = logger.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(s3::SWEEP_EVERY).await;
+            let Some(bucket) = sweeping.upgrade() else {
+                return; // the server is gone
+            };
+            match s3::sweep_stale(&bucket).await {
+                Ok(0) => {}
+                Ok(swept) => {
+                    slog::info!(sweep_logger, "aborted stale unfinished uploads"; "count" => swept)
+                }
+                Err(failure) => {
+                    slog::warn!(sweep_logger, "could not sweep stale uploads"; "error" => failure.to_string())
+                }
+            }
+        }
+    });
+    slog::info!(logger, "serving homes from a bucket"; "root" => root.to_string());
+    Ok(bucket)
+}
+
 /// The text of the 421 sessions get at shutdown.
 const SHUTDOWN_REPLY: &str = "Server shutting down";
 
@@ -575,9 +654,14 @@ pub async fn start(
     logger: slog::Logger,
 ) -> Result<FerryServer<FerryAuthenticator>, ServerError> {
     let anonymous_home = config.anonymous.then(|| config.anonymous_home.clone());
+    // In a bucket, homes are key prefixes under a virtual root `/` (see `S3Store::enter`).
+    let homes_root = match &config.bucket {
+        Some(_) => std::path::Path::new("/"),
+        None => config.root.as_path(),
+    };
     let directory = UserDirectory::load(
         &config.users_file,
-        &config.root,
+        homes_root,
         anonymous_home,
         logger.clone(),
     )?;

@@ -17,6 +17,6 @@ mod probe;
 pub mod session;
 
 pub use accept::{
-    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, blocking_threads, raise_open_file_limit,
-    run, start,
+    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, blocking_threads, check_storage,
+    raise_open_file_limit, run, start,
 };

@@ -13,8 +13,11 @@ pub(super) struct AdminView {
     pub state: Arc<ServerState>,
     /// The loaded users; their root is the directory that must be writable.
     pub users: Arc<UserDirectory>,
+    /// The bucket that must be writable instead, when homes live in one.
+    pub bucket: Option<Arc<crate::storage::s3::Bucket>>,
 }
 
+#[async_trait::async_trait]
 impl ServerProbe for AdminView {
     fn live_sessions(&self) -> usize {
         self.limiter.live_sessions()
@@ -24,7 +27,13 @@ impl ServerProbe for AdminView {
         self.state.is_shutting_down()
     }
 
-    fn check_storage(&self) -> Result<(), String> {
-        crate::storage::check_root_writable(self.users.root())
+    async fn check_storage(&self) -> Result<(), String> {
+        if let Some(bucket) = &self.bucket {
+            return bucket.check_writable().await;
+        }
+        let root = self.users.root().to_owned();
+        tokio::task::spawn_blocking(move || crate::storage::check_root_writable(&root))
+            .await
+            .unwrap_or_else(|error| Err(format!("check did not finish: {error}")))
     }
 }

@@ -3,7 +3,7 @@
 //! a reader in bounded chunks (a file of any size costs one buffer, never its whole length).
 
 // sha2's re-export of the digest 0.10 trait, which sha1 and md-5 implement too.
-use sha2::Digest;
+use sha2::Digest as _;
 use std::fmt;
 use std::io::{self, Read};
 
@@ -111,24 +111,44 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Digests everything `reader` yields, a chunk at a time. Blocking: run it off the runtime.
 pub fn digest_reader(mut reader: impl Read, algorithm: HashAlgorithm) -> io::Result<Checksum> {
-    let mut hasher = algorithm.hasher();
+    let mut digest = Digest::new(algorithm);
     let mut buffer = vec![0u8; CHUNK_BYTES];
-    let mut len = 0u64;
     loop {
         match reader.read(&mut buffer) {
             Ok(0) => break,
-            Ok(read) => {
-                hasher.update(&buffer[..read]);
-                len += read as u64;
-            }
+            Ok(read) => digest.update(&buffer[..read]),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
         }
     }
-    Ok(Checksum {
-        hex: hasher.finish_hex(),
-        len,
-    })
+    Ok(digest.finish())
+}
+
+/// A digest fed chunk by chunk, for files that arrive as a stream (object storage).
+pub struct Digest {
+    hasher: Hasher,
+    len: u64,
+}
+
+impl Digest {
+    pub fn new(algorithm: HashAlgorithm) -> Digest {
+        Digest {
+            hasher: algorithm.hasher(),
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    pub fn finish(self) -> Checksum {
+        Checksum {
+            hex: self.hasher.finish_hex(),
+            len: self.len,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ fn kind_of(error: &StoreError) -> ErrorKind {
         StoreError::ShuttingDown | StoreError::TooManyTransfers => {
             ErrorKind::TransientFileNotAvailable // 450
         }
-        StoreError::Io(_) => ErrorKind::LocalError, // 451
+        StoreError::Io(_) | StoreError::Backend(_) => ErrorKind::LocalError, // 451
+        StoreError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,  // 550
         // Only sorts it for the replies Ferry writes itself: libunftp answers 554 (see above).
         StoreError::InvalidRestOffset { .. } => ErrorKind::PermanentFileNotAvailable,
     }
@@ -54,9 +55,10 @@ pub fn to_reply(error: &StoreError) -> Reply {
     };
     // A busy server says why: the client should retry, not conclude the file is missing.
     match error {
-        StoreError::ShuttingDown | StoreError::TooManyTransfers => {
-            Reply::new_with_string(code, error.to_string())
-        }
+        StoreError::ShuttingDown
+        | StoreError::TooManyTransfers
+        | StoreError::Unsupported(_)
+        | StoreError::Backend(_) => Reply::new_with_string(code, error.to_string()),
         _ => Reply::new(code, text),
     }
 }

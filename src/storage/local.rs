@@ -8,7 +8,7 @@
 use super::cached::{self, CachedRead};
 use super::checksum::{self, Checksum, HashAlgorithm};
 use super::locked_writes::{self, AppendInProgress, LockedWrite};
-use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
+use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Replace, Store, StoreError};
 use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
 use crate::transfer;
 use async_trait::async_trait;
@@ -134,6 +134,7 @@ impl Store for LocalStore {
         path: &UserPath,
         input: &mut R,
         gate: Arc<dyn CommitGate>,
+        replace: Replace,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized,
@@ -153,7 +154,7 @@ impl Store for LocalStore {
         // Every byte is written: replace the target, if the client is still there to see it.
         let finish = move |temp: TemporaryUpload| {
             gate.may_commit()?;
-            temp.commit()
+            temp.commit(replace)
         };
         transfer::receive_into_file(input, 0, open, finish, self.data_timeout).await
     }
@@ -163,6 +164,8 @@ impl Store for LocalStore {
         path: &UserPath,
         offset: u64,
         input: &mut R,
+        // Written in place: what arrived stays, as the client expects of a resumed upload.
+        _gate: Arc<dyn CommitGate>,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized,
@@ -467,9 +470,21 @@ impl TemporaryUpload {
     }
 
     /// Atomically replaces the final name with the complete upload.
-    fn commit(mut self) -> Result<(), StoreError> {
-        self.dir
-            .rename(&self.temp_name, &self.dir, &self.final_name)?;
+    fn commit(mut self, replace: Replace) -> Result<(), StoreError> {
+        match replace {
+            Replace::Allowed => self
+                .dir
+                .rename(&self.temp_name, &self.dir, &self.final_name)?,
+            // Both names are single components of one directory: nothing to resolve beneath.
+            Replace::Never => rustix::fs::renameat_with(
+                &self.dir,
+                self.temp_name.as_str(),
+                &self.dir,
+                self.final_name.as_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+            .map_err(io::Error::from)?,
+        }
         self.committed = true;
         Ok(())
     }

@@ -20,14 +20,17 @@ mod local;
 mod locked_writes;
 pub mod paths;
 mod readiness;
+pub mod s3;
 mod serve_listing;
+mod session_store;
 mod store;
 
 pub use context::{SessionContext, TransferGuard};
 pub use errors::to_reply;
 pub use local::{LocalStore, remove_stale_temporaries};
 pub use readiness::check_root_writable;
-pub use store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Store, StoreError};
+pub use session_store::SessionStore;
+pub use store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Replace, Store, StoreError};
 
 use crate::accounts::auth::FerryUser;
 use crate::accounts::users::Permissions;
@@ -49,7 +52,7 @@ const DELIVERY_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// One session's storage backend (libunftp builds one per connection).
 #[derive(Debug)]
-pub struct FerryStorage<S: Store = LocalStore> {
+pub struct FerryStorage<S: Store = SessionStore> {
     store: S,
     session: Arc<dyn SessionContext>,
     audit: AuditLog,
@@ -215,13 +218,19 @@ impl<S: Store> FerryStorage<S> {
         result
     }
 
-    /// Uploads replace a file only if the user may overwrite it.
-    async fn check_overwrite(&self, user: &FerryUser, path: &UserPath) -> Result<(), StoreError> {
+    /// Uploads replace a file only if the user may overwrite it: refused here when the file
+    /// is already there, and [`Replace::Never`] for the store, which checks again as it
+    /// commits (another session may create the file meanwhile).
+    async fn check_overwrite(
+        &self,
+        user: &FerryUser,
+        path: &UserPath,
+    ) -> Result<Replace, StoreError> {
         if self.permissions_now(user)?.overwrite {
-            return Ok(());
+            return Ok(Replace::Allowed);
         }
         match self.store.entry(path).await {
-            Err(StoreError::NotFound) => Ok(()),
+            Err(StoreError::NotFound) => Ok(Replace::Never),
             Ok(_) => Err(StoreError::Denied("user may not overwrite".into())),
             Err(error) => Err(error),
         }
@@ -473,16 +482,18 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
                 let gate = Arc::new(ControlConnectionGate(self.session.clone()));
                 return self.store.append(&path, &mut input, gate).await;
             }
-            self.check_overwrite(user, &path).await?;
+            let replace = self.check_overwrite(user, &path).await?;
             let _transfer = self.session.clone().begin_transfer()?;
+            let gate = Arc::new(ControlConnectionGate(self.session.clone()));
             if start_pos == 0 {
-                let gate = Arc::new(ControlConnectionGate(self.session.clone()));
-                self.store.write_atomically(&path, &mut input, gate).await
-            } else {
-                // REST+STOR resumes into the existing file: the documented exception to
-                // atomic replacement (the partial file is what the client resumes).
                 self.store
-                    .write_in_place(&path, start_pos, &mut input)
+                    .write_atomically(&path, &mut input, gate, replace)
+                    .await
+            } else {
+                // REST+STOR resumes into the existing file: on disk the documented exception
+                // to atomic replacement (the partial file is what the client resumes).
+                self.store
+                    .write_in_place(&path, start_pos, &mut input, gate)
                     .await
             }
         }

@@ -64,6 +64,14 @@ pub enum StoreError {
     InvalidRestOffset { offset: u64, len: Option<u64> },
     #[error("not logged in")]
     NoHome,
+    /// The object store failed, or could not be reached, after its retries; the text is what
+    /// it answered (never a credential).
+    #[error("storage service error: {0}")]
+    Backend(String),
+    /// What this store cannot do (on object storage: MFMT, SITE CHMOD, renaming a large
+    /// directory); the text says what and why.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("I/O error: {0}")]
     Io(io::Error),
 }
@@ -132,6 +140,15 @@ pub trait CommitGate: Send + Sync {
     fn may_commit(&self) -> Result<(), StoreError>;
 }
 
+/// Whether an upload may replace a file already under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    Allowed,
+    /// Only a new file: of two sessions racing to create one name, one wins and the other gets
+    /// [`StoreError::AlreadyExists`] (a user without the `overwrite` permission).
+    Never,
+}
+
 /// One user's view of a place that holds files. Every path is a [`UserPath`] (already confined
 /// lexically); the store must also keep symlinks and the like from leading outside the home.
 #[async_trait]
@@ -169,25 +186,29 @@ pub trait Store: Send + Sync + Debug + 'static {
         W: AsyncWrite + Unpin + Send + Sync + ?Sized;
 
     /// Writes `input` to a staging area and, if it ends cleanly and `gate` agrees, replaces
-    /// `path` with it in one atomic step. Otherwise nothing under `path` changes, also when
-    /// this future is dropped midway (ABOR).
+    /// `path` with it in one atomic step (or, with [`Replace::Never`], creates it only if it is
+    /// still absent then). Otherwise nothing under `path` changes, also when this future is
+    /// dropped midway (ABOR).
     async fn write_atomically<R>(
         &self,
         path: &UserPath,
         input: &mut R,
         gate: Arc<dyn CommitGate>,
+        replace: Replace,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;
 
-    /// Writes `input` into the existing file `path` in place from `offset` (REST+STOR). The
-    /// offset must be within the file (at most its length): a larger one, or a missing file, is
-    /// [`StoreError::InvalidRestOffset`] and nothing is written.
+    /// Writes `input` into the existing file `path` from `offset` (REST+STOR). The offset must
+    /// be within the file (at most its length): a larger one, or a missing file, is
+    /// [`StoreError::InvalidRestOffset`] and nothing is written. A store that cannot write in
+    /// place (objects) builds the new file aside and commits it when `gate` agrees.
     async fn write_in_place<R>(
         &self,
         path: &UserPath,
         offset: u64,
         input: &mut R,
+        gate: Arc<dyn CommitGate>,
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;

@@ -13,6 +13,7 @@
 mod ascii;
 mod buffered;
 mod idle;
+mod stream;
 mod zero_copy;
 
 use idle::IdleStream;
@@ -21,6 +22,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+pub use stream::{Incoming, Outgoing};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Sends a file to the client from byte `offset` to its end; returns the bytes sent.
