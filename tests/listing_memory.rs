@@ -4,28 +4,11 @@
 
 mod common;
 
-use common::{TestServer, read_all};
+use common::{TestServer, read_all, resident_bytes};
 use std::time::Duration;
 
 const ENTRIES: usize = 30_000;
 const UNREAD_LISTINGS: usize = 10;
-
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kib| kib * 1024)
-        .expect("VmRSS line")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_listings_of_a_large_directory_hold_one_page_each() {

@@ -417,3 +417,21 @@ pub fn names_on_disk(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// This process's resident memory (VmRSS), for the memory tests that run alone in their binary.
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .expect("VmRSS line")
+}
