@@ -252,6 +252,15 @@ async fn a_directory_of_over_a_thousand_keys_lists_completely() {
     let listing = ftp.list(Some("many")).await.expect("LIST");
     assert_eq!(listing.len(), count);
     assert!(listing.iter().any(|line| line.ends_with("f1004")));
+    drop(ftp);
+    // Renaming it would copy over a thousand keys one by one: refused before anything changes.
+    let mut raw = f.server.raw_login("alice").await;
+    raw.expect("RNFR many", 350).await;
+    let refusal = raw.expect("RNTO renamed", 550).await;
+    assert!(refusal.contains("too large to rename"), "{refusal}");
+    let keys = f.keys().await;
+    assert_eq!(keys.len(), count);
+    assert!(keys.iter().all(|key| key.starts_with("site/alice/many/")));
 }
 
 /// An upload of several parts that does not end cleanly, in the way `end` ends it.
@@ -399,6 +408,7 @@ async fn an_unreachable_service_gives_451_and_the_session_survives() {
     raw.send("SIZE anything").await;
     let (code, text) = raw.reply().await;
     assert_eq!(code, 451, "{text}");
+    assert!(text.contains("Storage service unavailable"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(60));
     raw.expect("NOOP", 200).await;
     raw.expect("PWD", 257).await;

@@ -13,8 +13,26 @@ pub fn to_ftp_error(error: StoreError) -> Error {
         let invalid = libunftp::storage::InvalidRestOffset { offset, len };
         return Error::new(ErrorKind::PermanentFileNotAvailable, invalid);
     }
+    // The `storage-reply-text` patch: these say more than their kind's generic text.
+    if let Some(text) = own_text(&error) {
+        return Error::new(kind_of(&error), libunftp::storage::ReplyText(text));
+    }
     Error::new(kind_of(&error), error)
 }
+
+/// The reply text of errors the generic one of their kind would misdescribe: an operation the
+/// store does not offer is not "File not found", and a storage service that failed tells the
+/// client to retry (without S3's own message, which names keys and buckets: that is logged).
+fn own_text(error: &StoreError) -> Option<String> {
+    match error {
+        StoreError::Unsupported(reason) => Some(reason.clone()),
+        StoreError::Backend(_) => Some(BACKEND_FAILED.to_owned()),
+        _ => None,
+    }
+}
+
+/// The reply to a command whose storage service failed or could not be reached.
+const BACKEND_FAILED: &str = "Storage service unavailable; try again later";
 
 fn kind_of(error: &StoreError) -> ErrorKind {
     match error {
@@ -53,12 +71,14 @@ pub fn to_reply(error: &StoreError) -> Reply {
         ErrorKind::TransientFileNotAvailable => (ReplyCode::TransientFileError, "File not found"),
         _ => (ReplyCode::LocalError, "Local error"),
     };
+    if let Some(own) = own_text(error) {
+        return Reply::new_with_string(code, own);
+    }
     // A busy server says why: the client should retry, not conclude the file is missing.
     match error {
-        StoreError::ShuttingDown
-        | StoreError::TooManyTransfers
-        | StoreError::Unsupported(_)
-        | StoreError::Backend(_) => Reply::new_with_string(code, error.to_string()),
+        StoreError::ShuttingDown | StoreError::TooManyTransfers => {
+            Reply::new_with_string(code, error.to_string())
+        }
         _ => Reply::new(code, text),
     }
 }

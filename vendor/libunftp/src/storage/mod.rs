@@ -158,3 +158,25 @@ impl std::error::Error for InvalidRestOffset {}
 pub(crate) fn is_invalid_rest_offset(error: &Error) -> bool {
     std::error::Error::source(error).is_some_and(|source| source.is::<InvalidRestOffset>())
 }
+
+/// FERRY PATCH (storage-reply-text): the reply text a backend chose for its error, for failures
+/// the kind's generic text would misdescribe ("File not found" for an operation the backend
+/// does not offer). A backend returns this as the source of its storage error; the code is
+/// still the one the kind gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyText(pub String);
+
+impl std::fmt::Display for ReplyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReplyText {}
+
+/// FERRY PATCH (storage-reply-text): the [`ReplyText`] of a storage error, if it has one.
+pub(crate) fn reply_text(error: &Error) -> Option<String> {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<ReplyText>())
+        .map(|text| text.0.replace(['\r', '\n'], " "))
+}

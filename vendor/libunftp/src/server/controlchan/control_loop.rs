@@ -520,6 +520,17 @@ where
             StorageError(error_type) if crate::storage::is_invalid_rest_offset(&error_type) => {
                 Ok(Reply::new(ReplyCode::InvalidRestParameter, "Invalid REST parameter"))
             }
+            // FERRY PATCH (storage-reply-text): the backend's own text, with the kind's code.
+            StorageError(error_type) if crate::storage::reply_text(&error_type).is_some() => {
+                let text = crate::storage::reply_text(&error_type).unwrap_or_default();
+                let code = match error_type.kind() {
+                    ErrorKind::LocalError => ReplyCode::LocalError,
+                    ErrorKind::TransientFileNotAvailable => ReplyCode::TransientFileError,
+                    ErrorKind::InsufficientStorageSpaceError => ReplyCode::OutOfSpace,
+                    _ => ReplyCode::FileError,
+                };
+                Ok(Reply::new_with_string(code, text))
+            }
             StorageError(error_type) => match error_type.kind() {
                 ErrorKind::ExceededStorageAllocationError => Ok(Reply::new(ReplyCode::ExceededStorageAllocation, "Exceeded storage allocation")),
                 ErrorKind::FileNameNotAllowedError => Ok(Reply::new(ReplyCode::BadFileName, "File name not allowed")),
