@@ -132,6 +132,17 @@ where
                                 ControlChanMsg::AuthFailed
                             }
                         }
+                        // FERRY PATCH (auth-unavailable): the account store is unreachable:
+                        // 421 and close, not 530, and not a failed login.
+                        Err(err) if crate::auth::service_unavailable(&err).is_some() => {
+                            let text = crate::auth::service_unavailable(&err).unwrap_or_default();
+                            slog::info!(logger, "PASS: cannot authenticate user {}: {}", username, text);
+                            let reply = Reply::new_with_string(ReplyCode::ServiceNotAvailable, text);
+                            if let Err(err) = tx.send(ControlChanMsg::CommandChannelReply(reply)).await {
+                                slog::warn!(logger, "PASS: Could not send internal message: {}", err);
+                            }
+                            ControlChanMsg::ExitControlLoop
+                        }
                         Err(unftp_core::auth::AuthenticationError::BadUser) => {
                             slog::warn!(logger, "PASS: Login attempt for unknown user {}", username);
                             ControlChanMsg::AuthFailed
