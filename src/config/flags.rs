@@ -25,8 +25,9 @@ pub struct ServeArgs {
     /// ./data]
     #[arg(long, value_name = "DIR|s3://BUCKET[/PREFIX]")]
     pub root: Option<String>,
-    /// The users file [default: config/users.toml]
-    #[arg(long, value_name = "FILE")]
+    /// The users file, or accounts in PostgreSQL: postgres://USER@HOST[:PORT]/DB[?sslmode=…]
+    /// [default: config/users.toml]
+    #[arg(long, value_name = "FILE|postgres://…")]
     pub users: Option<String>,
     /// Passive data ports [default: 61000-65535, above Linux's ephemeral ports]
     #[arg(long, value_name = "LO-HI")]
@@ -141,4 +142,8 @@ pub struct ServeArgs {
     /// when it starts again [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub instance_id: Option<String>,
+    /// File holding the PostgreSQL password, when `users` is a postgres:// URL [default:
+    /// PGPASSWORD]
+    #[arg(long, value_name = "FILE")]
+    pub users_password_file: Option<String>,
 }

@@ -9,6 +9,7 @@ mod flags;
 mod keys;
 mod layers;
 mod object_store;
+mod users_database;
 mod values;
 
 use crate::observe::logging::LogFormat;
@@ -26,6 +27,7 @@ use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use users_database::{DatabasePassword, DatabaseTls, PASSWORD_ENV_VAR, UsersDatabase};
 pub use values::normalize_host_name;
 use values::*;
 
@@ -111,8 +113,13 @@ pub struct Config {
     /// This instance's name among several sharing a bucket (`instance_id`): the key its
     /// unfinished uploads are recorded under, so that it sweeps them when it starts again.
     pub instance_id: String,
-    /// The users file (`users`).
+    /// The users file (`users`), when the accounts are in a file.
     pub users_file: PathBuf,
+    /// The accounts database, when `users` is `postgres://…`; `users_file` is then unused.
+    pub users_database: Option<UsersDatabase>,
+    /// The file holding the database password (`users_password_file`); read into
+    /// `users_database` as the configuration loads.
+    pub users_password_file: Option<PathBuf>,
     /// Passive data ports (`passive_ports`, "LO-HI").
     pub passive_ports: RangeInclusive<u16>,
     /// Address announced in PASV replies when behind NAT or in Docker (`passive_host`).
@@ -172,6 +179,8 @@ impl Default for Config {
             s3: S3Settings::default(),
             instance_id: default_instance_id(),
             users_file: PathBuf::from(DEFAULT_USERS_FILE),
+            users_database: None,
+            users_password_file: None,
             passive_ports: DEFAULT_PASSIVE_PORTS,
             passive_host: None,
             greeting: DEFAULT_GREETING.to_owned(),
@@ -232,7 +241,7 @@ impl Config {
         for assignment in env_layer(env).into_iter().chain(flag_layer(args)) {
             settings.apply(assignment)?;
         }
-        settings.finish(config_file.map(|(path, _)| path))
+        settings.finish(config_file.map(|(path, _)| path), env)
     }
 
     /// Applies config-file text over the defaults and checks every value, but looks at no file
@@ -388,9 +397,17 @@ impl Settings {
                 self.root_origin = origin.clone();
             }
             Key::Users => {
-                config.users_file = parse_path(text(value)?)?;
+                let value = text(value)?;
+                match UsersDatabase::parse(&value) {
+                    Some(database) => config.users_database = Some(database?),
+                    None => {
+                        config.users_file = parse_path(value)?;
+                        config.users_database = None;
+                    }
+                }
                 self.users_file_origin = origin.clone();
             }
+            Key::UsersPasswordFile => config.users_password_file = Some(parse_path(text(value)?)?),
             Key::PassivePorts => config.passive_ports = parse_port_range(&text(value)?)?,
             Key::PassiveHost => config.passive_host = Some(parse_passive_host(text(value)?)?),
             Key::Greeting => config.greeting = parse_greeting(text(value)?)?,
@@ -446,13 +463,36 @@ impl Settings {
     }
 
     /// Combines what the layers set and checks what only the filesystem can tell.
-    fn finish(self, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
+    fn finish(
+        self,
+        source_file: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let origins = self.origins.clone();
-        let (config, root_origin, users_file_origin) = self.combine(source_file);
+        let (mut config, root_origin, users_file_origin) = self.combine(source_file);
         if config.bucket.is_none() {
             check_root(&config.root, root_origin)?;
         }
-        check_users_file(&config.users_file, users_file_origin)?;
+        match config.users_database.take() {
+            Some(database) => {
+                let password_file = config.users_password_file.as_deref();
+                let database = database
+                    .with_password(password_file, env)
+                    .map_err(|error| {
+                        let key = Key::UsersPasswordFile.name();
+                        ConfigError::InvalidValue {
+                            origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+                            key,
+                            problem: format!(
+                                "could not read {}: {error}",
+                                password_file.unwrap_or(Path::new("")).display()
+                            ),
+                        }
+                    })?;
+                config.users_database = Some(database);
+            }
+            None => check_users_file(&config.users_file, users_file_origin)?,
+        }
         // TLS settings are checked last: they read the certificate files.
         config
             .tls

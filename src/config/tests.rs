@@ -196,6 +196,8 @@ fn file_overrides_defaults() {
             bind: "0.0.0.0:21".parse().expect("address"),
             root: fixture.root.clone(),
             users_file: fixture.users_file.clone(),
+            users_database: None,
+            users_password_file: None,
             passive_ports: 50000..=50100,
             passive_host: Some("ftp.example.com".to_owned()),
             greeting: "hello".to_owned(),
@@ -575,6 +577,79 @@ fn missing_users_file_names_where_it_was_set() {
         )),
         "{message}"
     );
+}
+
+#[test]
+fn users_may_name_a_postgres_database_whose_password_comes_from_a_file_or_pgpassword() {
+    let fixture = Fixture::new();
+    let root = fixture.root.to_str().expect("utf-8");
+    let url = "postgres://ferry@db.example.com/accounts?sslmode=verify-full";
+    let config = fixture
+        .load(
+            &["--root", root],
+            &[("FERRY_USERS", url), ("PGPASSWORD", "from-env")],
+        )
+        .expect("a database needs no users file");
+    let database = config.users_database.expect("the database");
+    assert_eq!(
+        database.to_string(),
+        "postgres://ferry@db.example.com:5432/accounts"
+    );
+    assert_eq!(
+        database.password.as_ref().map(|p| p.expose()),
+        Some("from-env")
+    );
+
+    let secret = fixture.dir.path().join("db-password");
+    fs::write(&secret, "from-file\n").expect("write");
+    let secret = secret.to_str().expect("utf-8");
+    let config = fixture
+        .load(
+            &[
+                "--root",
+                root,
+                "--users",
+                url,
+                "--users-password-file",
+                secret,
+            ],
+            &[("PGPASSWORD", "from-env")],
+        )
+        .expect("loads");
+    let database = config.users_database.expect("the database");
+    assert_eq!(
+        database.password.as_ref().map(|p| p.expose()),
+        Some("from-file")
+    );
+
+    let missing = fixture.dir.path().join("absent");
+    let message = error_message(fixture.load(
+        &["--root", root, "--users", url],
+        &[(
+            "FERRY_USERS_PASSWORD_FILE",
+            missing.to_str().expect("utf-8"),
+        )],
+    ));
+    assert!(
+        message.starts_with(
+            "environment variable FERRY_USERS_PASSWORD_FILE: key `users_password_file`: could not read"
+        ),
+        "{message}"
+    );
+    let message = error_message(fixture.load(
+        &[
+            "--root",
+            root,
+            "--users",
+            "postgres://ferry:hunter2@db/accounts",
+        ],
+        &[],
+    ));
+    assert!(
+        message.starts_with("flag --users: key `users`: the URL holds a password"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
 }
 
 #[test]
