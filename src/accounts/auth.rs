@@ -1,40 +1,29 @@
-//! Ferry's authenticator: verifies logins against the users file and yields the session's user.
+//! Ferry's authenticator: verifies logins against the accounts and yields the session's user.
 
+pub use crate::accounts::directory::{
+    ANONYMOUS_USER_NAMES, USERS_FILE_POLL_INTERVAL, UserDirectory, is_anonymous_name,
+};
 use crate::accounts::login_guard::{FailureVerdict, LoginGuard};
-use crate::accounts::password::{PasswordVerifier, verify_password};
-use crate::accounts::users::{Permissions, UsersError, UsersFile, validate_home};
+use crate::accounts::password::PasswordVerifier;
+use crate::accounts::postgres::link::UNAVAILABLE_REPLY;
+use crate::accounts::users::Permissions;
 use crate::config::Config;
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
-use crate::reload::{FileVersion, ReloadCounters};
 use async_trait::async_trait;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, ChannelEncryptionState, Credentials, Principal,
     UserDetailError, UserDetailProvider,
 };
 
-/// How often the reloader checks the users file for changes (see
-/// [`crate::reload::FILE_POLL_INTERVAL`]).
-pub const USERS_FILE_POLL_INTERVAL: Duration = crate::reload::FILE_POLL_INTERVAL;
-
-/// User names that mean anonymous login when it is enabled. Compared ignoring ASCII case, as
-/// FTP clients send `anonymous`, `Anonymous` or `FTP` (vsftpd accepts all of them too).
-pub const ANONYMOUS_USER_NAMES: [&str; 2] = ["anonymous", "ftp"];
-
 /// The name every anonymous session carries, whichever alias the client used.
 pub const ANONYMOUS_SESSION_NAME: &str = "anonymous";
-
-fn is_anonymous_name(name: &str) -> bool {
-    ANONYMOUS_USER_NAMES
-        .iter()
-        .any(|alias| alias.eq_ignore_ascii_case(name))
-}
 
 /// The logged-in user of a session, as libunftp hands it to the storage backend.
 ///
@@ -129,188 +118,6 @@ impl unftp_core::auth::UserDetail for FerryUser {
     }
 }
 
-/// The accounts of the users file, reloadable while the server runs.
-///
-/// A reload swaps in a whole new [`UsersFile`]; a login in progress keeps the snapshot it
-/// started with. Established sessions look their account up again before every operation
-/// ([`FerryUser::standing`]), so a reload that changes permissions applies to their next
-/// command, and the server closes those whose account it removed or disabled.
-#[derive(Debug)]
-pub struct UserDirectory {
-    users_file: PathBuf,
-    /// The server root, absolute; every home is beneath it.
-    root: PathBuf,
-    /// Absolute home of anonymous sessions; None when anonymous login is off.
-    anonymous_home: Option<PathBuf>,
-    /// The current accounts. `std` lock: held only to clone or replace the `Arc`.
-    users: RwLock<Arc<UsersFile>>,
-    /// The file version last read (successfully or not), so that the poller reloads once per
-    /// change and a broken file is reported once rather than every second.
-    last_seen_version: Mutex<Option<FileVersion>>,
-    /// Reloads since `load`, successful and failed; lets callers await one instead of sleeping.
-    reloads: ReloadCounters,
-    logger: slog::Logger,
-}
-
-impl UserDirectory {
-    /// Loads `users_file`. `root` is the server root; `anonymous` is the anonymous home
-    /// relative to it, or None when anonymous login is off. Homes are absolute from here on.
-    pub fn load(
-        users_file: &Path,
-        root: &Path,
-        anonymous: Option<PathBuf>,
-        logger: slog::Logger,
-    ) -> Result<Arc<UserDirectory>, UsersError> {
-        let root = std::path::absolute(root).map_err(|source| UsersError::Read {
-            path: root.to_path_buf(),
-            source,
-        })?;
-        let anonymous_home = anonymous
-            .map(|home| {
-                let home = home
-                    .to_str()
-                    .ok_or_else(|| UsersError::InvalidAnonymousHome {
-                        problem: format!("must be valid UTF-8, got {home:?}"),
-                    })?;
-                validate_home(home)
-                    .map(|home| root.join(home))
-                    .map_err(|problem| UsersError::InvalidAnonymousHome { problem })
-            })
-            .transpose()?;
-        let version = FileVersion::of(users_file);
-        let users = UsersFile::load(users_file)?;
-        let directory = UserDirectory {
-            users_file: users_file.to_path_buf(),
-            root,
-            anonymous_home,
-            users: RwLock::new(Arc::new(users)),
-            last_seen_version: Mutex::new(version),
-            reloads: ReloadCounters::default(),
-            logger,
-        };
-        directory.warn_about_shadowed_accounts();
-        slog::info!(directory.logger, "users file loaded";
-            "file" => %directory.users_file.display(), "users" => directory.users().len());
-        Ok(Arc::new(directory))
-    }
-
-    /// Re-reads the users file. On error the previous users stay in force, a warning says
-    /// why, and the error is returned.
-    pub fn reload(&self) -> Result<(), UsersError> {
-        // Record the version before reading: if the file changes during the read, the next
-        // poll sees a different version and reads it again.
-        *self
-            .last_seen_version
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = FileVersion::of(&self.users_file);
-        match UsersFile::load(&self.users_file) {
-            Ok(users) => {
-                let count = users.len();
-                *self.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
-                self.warn_about_shadowed_accounts();
-                self.reloads.record_success();
-                slog::info!(self.logger, "users file reloaded";
-                    "file" => %self.users_file.display(), "users" => count);
-                Ok(())
-            }
-            Err(error) => {
-                self.reloads.record_failure();
-                slog::warn!(self.logger, "users file not reloaded; keeping the previous users";
-                    "file" => %self.users_file.display(), "error" => %error);
-                Err(error)
-            }
-        }
-    }
-
-    /// Reloads on SIGHUP, and whenever the file's modification time, size or inode changes
-    /// (checked every [`USERS_FILE_POLL_INTERVAL`]). Must be called inside a tokio runtime.
-    /// The SIGHUP handler is installed before this returns. The task ends once the directory
-    /// is dropped.
-    pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        crate::reload::spawn_reloader(
-            self,
-            "the users file",
-            USERS_FILE_POLL_INTERVAL,
-            &self.logger,
-            UserDirectory::file_changed,
-            |directory| {
-                // Errors are logged by `reload`; the old users stay in force.
-                let _ = directory.reload();
-            },
-        )
-    }
-
-    fn file_changed(&self) -> bool {
-        let current = FileVersion::of(&self.users_file);
-        *self
-            .last_seen_version
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            != current
-    }
-
-    /// The current accounts (a snapshot: later reloads do not change it).
-    pub fn users(&self) -> Arc<UsersFile> {
-        Arc::clone(&self.users.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Names of enabled users whose password is `password`. Blocking: one argon2 hash per
-    /// enabled user. Used at startup to refuse the published demo password on public binds.
-    pub fn users_with_password(&self, password: &str) -> Vec<String> {
-        self.users()
-            .users()
-            .filter(|user| user.enabled && verify_password(&user.password_hash, password))
-            .map(|user| user.name.clone())
-            .collect()
-    }
-
-    /// Successful reloads since `load`.
-    pub fn generation(&self) -> u64 {
-        self.reloads.generation()
-    }
-
-    /// Waits until at least `generation` successful reloads have happened.
-    pub async fn wait_for_generation(&self, generation: u64) {
-        self.reloads.wait_for_generation(generation).await
-    }
-
-    /// Reloads that failed (the previous users were kept).
-    pub fn failed_reloads(&self) -> u64 {
-        self.reloads.failed_reloads()
-    }
-
-    /// Waits until at least `failures` reloads have failed.
-    pub async fn wait_for_failed_reloads(&self, failures: u64) {
-        self.reloads.wait_for_failed_reloads(failures).await
-    }
-
-    pub fn users_file(&self) -> &Path {
-        &self.users_file
-    }
-
-    /// The absolute server root.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The absolute anonymous home, when anonymous login is on.
-    pub fn anonymous_home(&self) -> Option<&Path> {
-        self.anonymous_home.as_deref()
-    }
-
-    fn warn_about_shadowed_accounts(&self) {
-        if self.anonymous_home.is_none() {
-            return;
-        }
-        for user in self.users().users() {
-            if is_anonymous_name(&user.name) {
-                slog::warn!(self.logger, "account is unreachable: with anonymous login on, this name logs in anonymously";
-                    "user" => &user.name, "file" => %self.users_file.display());
-            }
-        }
-    }
-}
-
 /// Why a login was refused. The client sees 530 for every one of them; the audit log and the
 /// operator see which.
 #[derive(Debug, thiserror::Error)]
@@ -329,6 +136,9 @@ enum LoginRefusal {
     TlsRequired,
     #[error("could not create home directory {}: {source}", home.display())]
     HomeUnavailable { home: PathBuf, source: io::Error },
+    /// The accounts database is unreachable: the client gets 421 and may come back.
+    #[error("accounts unavailable")]
+    AccountsUnavailable,
 }
 
 impl LoginRefusal {
@@ -342,6 +152,7 @@ impl LoginRefusal {
             LoginRefusal::IpBanned { .. }
                 | LoginRefusal::HomeUnavailable { .. }
                 | LoginRefusal::TlsRequired
+                | LoginRefusal::AccountsUnavailable
         )
     }
 
@@ -353,6 +164,11 @@ impl LoginRefusal {
             LoginRefusal::HomeUnavailable { source, .. } => {
                 AuthenticationError::with_source("home directory unavailable", source)
             }
+            // libunftp answers 421 and closes (vendor patch auth-unavailable).
+            LoginRefusal::AccountsUnavailable => AuthenticationError::with_source(
+                "accounts unavailable",
+                libunftp::auth::ServiceUnavailable(UNAVAILABLE_REPLY.to_owned()),
+            ),
             refusal @ (LoginRefusal::IpBanned { .. }
             | LoginRefusal::AccountDisabled
             | LoginRefusal::TlsRequired) => AuthenticationError::new(refusal.to_string()),
@@ -405,13 +221,16 @@ impl FerryAuthenticator {
                 "anonymous login is enabled in the configuration but the user directory has no anonymous home; anonymous login stays off"
             );
         }
+        let login_guard = config.login_failures.clone().map(|policy| {
+            Arc::new(match directory.database_link() {
+                Some(link) => LoginGuard::shared(policy, link.clone(), logger.clone()),
+                None => LoginGuard::new(policy),
+            })
+        });
         FerryAuthenticator {
             directory,
             verifier: PasswordVerifier::new(config.max_concurrent_logins),
-            login_guard: config
-                .login_failures
-                .clone()
-                .map(|policy| Arc::new(LoginGuard::new(policy))),
+            login_guard,
             anonymous_allowed,
             homes_on_disk: config.bucket.is_none(),
             audit,
@@ -455,6 +274,10 @@ impl FerryAuthenticator {
             // Any password: by convention clients send an e-mail address, which is not kept.
             return self.ensure_home(home).await;
         }
+        if !self.directory.is_available() {
+            // The accounts may have changed unseen: decide nothing, hash nothing.
+            return Err(LoginRefusal::AccountsUnavailable);
+        }
         let generation = self.directory.generation();
         let users = self.directory.users();
         let record = users.get(username);
@@ -494,9 +317,9 @@ impl FerryAuthenticator {
 
     /// Counts a failed login toward the policy; returns how the audit reason should end when
     /// this failure started a ban.
-    fn count_failure(&self, username: &str, client_ip: IpAddr) -> Option<String> {
+    async fn count_failure(&self, username: &str, client_ip: IpAddr) -> Option<String> {
         let guard = self.login_guard.as_ref()?;
-        match guard.record_failure(client_ip, Instant::now()) {
+        match guard.record(client_ip, Instant::now()).await {
             FailureVerdict::BanStarted { failures, ban } => {
                 slog::warn!(self.logger, "client IP banned after repeated failed logins";
                     "client_ip" => %client_ip, "user" => username,
@@ -548,12 +371,15 @@ impl Authenticator for FerryAuthenticator {
             .await;
         let outcome = match &decision {
             Ok(()) => Outcome::Ok,
+            Err(refusal @ LoginRefusal::AccountsUnavailable) => {
+                Outcome::Failed(refusal.to_string())
+            }
             Err(refusal @ LoginRefusal::HomeUnavailable { .. }) => {
                 slog::error!(self.logger, "login refused: {refusal}"; "user" => username);
                 Outcome::Failed(refusal.to_string())
             }
             Err(refusal) if refusal.counts_as_failure() => {
-                let reason = match self.count_failure(username, client_ip) {
+                let reason = match self.count_failure(username, client_ip).await {
                     Some(ban) => format!("{refusal}; {ban}"),
                     None => refusal.to_string(),
                 };

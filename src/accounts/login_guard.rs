@@ -1,9 +1,12 @@
 //! Failed-login policy: counts failed logins per client IP and bans an IP that fails too often.
+//! In memory for one instance; with accounts in PostgreSQL, in the database for all of them
+//! ([`crate::accounts::postgres::bans`]).
 
+use crate::accounts::postgres::link::DatabaseLink;
 use crate::config::LoginFailurePolicy;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Most client IPs tracked at once. Each entry is a few dozen bytes, so the table stays under
@@ -53,8 +56,13 @@ impl FailureWindow {
 #[derive(Debug)]
 pub struct LoginGuard {
     policy: LoginFailurePolicy,
-    /// Keyed by the canonical IP, so `::ffff:a.b.c.d` and `a.b.c.d` are one client.
+    /// Keyed by the canonical IP, so `::ffff:a.b.c.d` and `a.b.c.d` are one client. With a
+    /// shared database, only failures it could not record are counted here.
     windows: Mutex<HashMap<IpAddr, FailureWindow>>,
+    /// The database that counts failures and holds bans for every instance; None: this
+    /// instance alone.
+    shared: Option<Arc<DatabaseLink>>,
+    logger: Option<slog::Logger>,
 }
 
 impl LoginGuard {
@@ -62,6 +70,22 @@ impl LoginGuard {
         LoginGuard {
             policy,
             windows: Mutex::new(HashMap::new()),
+            shared: None,
+            logger: None,
+        }
+    }
+
+    /// A guard whose failures and bans are rows in the accounts database, shared by every
+    /// instance using it.
+    pub fn shared(
+        policy: LoginFailurePolicy,
+        link: Arc<DatabaseLink>,
+        logger: slog::Logger,
+    ) -> Self {
+        LoginGuard {
+            shared: Some(link),
+            logger: Some(logger),
+            ..LoginGuard::new(policy)
         }
     }
 
@@ -69,8 +93,14 @@ impl LoginGuard {
         &self.policy
     }
 
-    /// Whether `ip` is banned at `now`.
+    /// Whether `ip` is banned at `now` (on any instance, with a shared database: as this
+    /// instance last heard, which is within moments of the ban).
     pub fn is_banned(&self, ip: IpAddr, now: Instant) -> bool {
+        if let Some(link) = &self.shared
+            && link.bans().is_banned(ip, now)
+        {
+            return true;
+        }
         let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         windows
             .get(&ip.to_canonical())
@@ -78,7 +108,31 @@ impl LoginGuard {
             .is_some_and(|until| now < until)
     }
 
-    /// Counts a failed login from `ip` at `now`.
+    /// Counts a failed login from `ip`: in the shared database when there is one, else (or
+    /// when the database cannot be reached) here.
+    pub async fn record(&self, ip: IpAddr, now: Instant) -> FailureVerdict {
+        let Some(link) = &self.shared else {
+            return self.record_failure(ip, now);
+        };
+        match link.record_failure(ip.to_canonical(), &self.policy).await {
+            Ok(shared) if shared.ban_started => FailureVerdict::BanStarted {
+                failures: shared.failures,
+                ban: self.policy.ban,
+            },
+            Ok(shared) => FailureVerdict::Counted {
+                failures: shared.failures,
+            },
+            Err(error) => {
+                if let Some(logger) = &self.logger {
+                    slog::warn!(logger, "could not count a failed login in the database; counted on this instance only";
+                        "client_ip" => %ip, "error" => %error);
+                }
+                self.record_failure(ip, now)
+            }
+        }
+    }
+
+    /// Counts a failed login from `ip` at `now` on this instance.
     pub fn record_failure(&self, ip: IpAddr, now: Instant) -> FailureVerdict {
         let ip = ip.to_canonical();
         let window_length = self.policy.ban;

@@ -92,6 +92,10 @@ pub enum UsersError {
     Hash(#[from] PasswordError),
     #[error("could not print the user list: {0}")]
     Output(io::Error),
+    #[error(transparent)]
+    Database(#[from] crate::accounts::postgres::error::DatabaseError),
+    #[error("users {location:?}: {problem}")]
+    InvalidUsersLocation { location: String, problem: String },
 }
 
 /// What a user may do. Every refused operation gets 550 and an audit record.
@@ -109,9 +113,9 @@ pub struct Permissions {
 }
 
 /// Shorthand for [`Permissions::ALL`] in the users file.
-const ALL_SHORTHAND: &str = "all";
+pub const ALL_SHORTHAND: &str = "all";
 /// Shorthand for [`Permissions::READ_ONLY`] in the users file.
-const READ_ONLY_SHORTHAND: &str = "read-only";
+pub const READ_ONLY_SHORTHAND: &str = "read-only";
 
 impl Permissions {
     pub const ALL: Permissions = Permissions {
@@ -181,6 +185,25 @@ impl Permissions {
             .collect()
     }
 
+    /// The permissions named in `names`, each one of [`Permissions::NAMES`].
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Permissions, String> {
+        let mut permissions = Permissions::NONE;
+        for name in names {
+            let flag = permissions
+                .flag_mut(name)
+                .ok_or_else(|| Self::unknown(&toml::Value::from(name)))?;
+            *flag = true;
+        }
+        Ok(permissions)
+    }
+
+    fn unknown(name: &toml::Value) -> String {
+        format!(
+            "unknown permission {name}; expected one of {}",
+            Self::NAMES.join(", ")
+        )
+    }
+
     /// Reads the `permissions` field: a shorthand string or a list of permission names.
     fn from_toml(value: &toml::Value) -> Result<Permissions, String> {
         match value {
@@ -194,20 +217,11 @@ impl Permissions {
                 )),
             },
             toml::Value::Array(names) => {
-                let mut permissions = Permissions::NONE;
-                for name in names {
-                    let flag = name
-                        .as_str()
-                        .and_then(|name| permissions.flag_mut(name))
-                        .ok_or_else(|| {
-                            format!(
-                                "unknown permission {name}; expected one of {}",
-                                Self::NAMES.join(", ")
-                            )
-                        })?;
-                    *flag = true;
-                }
-                Ok(permissions)
+                let names = names
+                    .iter()
+                    .map(|name| name.as_str().ok_or_else(|| Self::unknown(name)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Self::from_names(names)
             }
             other => Err(format!(
                 "expected a string or a list of strings, got {}",
@@ -233,7 +247,7 @@ impl fmt::Display for Permissions {
 }
 
 /// One account as stored in the users file.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub name: String,
     /// argon2id PHC string; never a plaintext password.
@@ -313,7 +327,7 @@ pub fn validate_home(home: &str) -> Result<PathBuf, String> {
 }
 
 /// Reads and checks one CIDR network; a bare address means just that host.
-fn parse_network(text: &str) -> Result<IpNet, String> {
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| {
@@ -334,7 +348,7 @@ const USER_FIELDS: [&str; 6] = [
 ];
 
 /// The parsed, validated users file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsersFile {
     users: BTreeMap<String, UserRecord>,
 }

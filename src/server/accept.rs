@@ -659,12 +659,29 @@ pub async fn start(
         Some(_) => std::path::Path::new("/"),
         None => config.root.as_path(),
     };
-    let directory = UserDirectory::load(
-        &config.users_file,
-        homes_root,
-        anonymous_home,
-        logger.clone(),
-    )?;
+    let directory = match &config.users_database {
+        Some(database) => {
+            // With the policy off nothing is counted, and leftover rows may all go.
+            let failure_window = config
+                .login_failures
+                .as_ref()
+                .map_or(Duration::ZERO, |policy| policy.ban);
+            UserDirectory::open_database(
+                database,
+                failure_window,
+                homes_root,
+                anonymous_home,
+                logger.clone(),
+            )
+            .await?
+        }
+        None => UserDirectory::load(
+            &config.users_file,
+            homes_root,
+            anonymous_home,
+            logger.clone(),
+        )?,
+    };
     // The demo account's password is in the README: serve it on loopback only.
     if !config.bind.ip().is_loopback() {
         let exposed =

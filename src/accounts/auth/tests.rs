@@ -3,9 +3,12 @@
 use super::*;
 use crate::accounts::password::hash_password;
 use crate::accounts::users::UserRecord;
+use crate::accounts::users::{UsersError, UsersFile};
 use crate::config::LoginFailurePolicy;
 use crate::observe::logging::LogFormat;
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use unftp_core::auth::ChannelEncryptionState;
 
 /// Every log record (audit or not) as key → value strings, message under "msg".
@@ -96,6 +99,8 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         bind: "127.0.0.1:0".parse().expect("addr"),
         root: root.to_path_buf(),
         users_file: users_file.to_path_buf(),
+        users_database: None,
+        users_password_file: None,
         passive_ports: 50_000..=50_010,
         passive_host: None,
         greeting: "test".into(),
