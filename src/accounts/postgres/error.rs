@@ -5,14 +5,14 @@ use std::time::Duration;
 /// What went wrong talking to PostgreSQL. Each message names the database (without password).
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("could not connect to {database}: {source}")]
+    #[error("could not connect to {database}: {}", with_causes(.source))]
     Connect {
         database: String,
         source: tokio_postgres::Error,
     },
     #[error("could not set up TLS to {database}: {problem}")]
     Tls { database: String, problem: String },
-    #[error("{database}: {what}: {source}")]
+    #[error("{database}: {what}: {}", with_causes(.source))]
     Query {
         database: String,
         what: &'static str,
@@ -36,4 +36,19 @@ pub enum DatabaseError {
     NotConnected { database: String },
     #[error("{database}: the connection closed")]
     ConnectionClosed { database: String },
+}
+
+/// An error and its causes, `a: b: c`: tokio-postgres says "error performing TLS handshake"
+/// and keeps why (an unknown issuer, a wrong name) in its source.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.ends_with(&next_text) {
+            text = format!("{text}: {next_text}");
+        }
+        cause = next.source();
+    }
+    text
 }
