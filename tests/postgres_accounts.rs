@@ -77,6 +77,19 @@ async fn login_code(server: &TestServer, user: &str, password: &str) -> u32 {
     raw.reply().await.0
 }
 
+/// `/ready` of the server's admin listener: status and body.
+async fn ready(server: &TestServer) -> (u16, String) {
+    let url = format!(
+        "http://{}/ready",
+        server.admin_addr.expect("admin listener")
+    );
+    let response = tokio::task::spawn_blocking(move || ferry::observe::health_check::get(&url))
+        .await
+        .expect("probe task")
+        .expect("admin listener answers");
+    (response.status, response.body)
+}
+
 /// Reads until the server's unsolicited 421 (within [`PROPAGATION`]), then expects the
 /// connection closed.
 async fn closed_with_421(raw: &mut RawSession) {
@@ -279,8 +292,16 @@ async fn unreachable_database_refuses_logins_with_421_keeps_sessions_and_recover
     let db = TestDatabase::with_schema().await;
     db.add_user("alice", ALL, "").await;
     let capture = AuditCapture::default();
-    let server =
-        TestServer::start_logging_to(|config| db.configure(config), &[], capture.logger()).await;
+    let server = TestServer::start_logging_to(
+        |config| {
+            db.configure(config);
+            config.admin_bind = Some("127.0.0.1:0".parse().expect("address"));
+        },
+        &[],
+        capture.logger(),
+    )
+    .await;
+    assert_eq!(ready(&server).await.0, 200);
     let mut alice = server.login("alice").await;
     alice
         .put_file("before.txt", &mut &b"written before"[..])
@@ -302,6 +323,9 @@ async fn unreachable_database_refuses_logins_with_421_keeps_sessions_and_recover
         "new logins get 421 while the database is unreachable"
     );
     assert_eq!(login_code(&server, "alice", PASSWORD).await, 421);
+    let (status, body) = ready(&server).await;
+    assert_eq!(status, 503, "not ready while logins get 421: {body}");
+    assert!(body.contains("accounts database"), "{body}");
 
     let names = alice
         .nlst(None)
@@ -332,6 +356,7 @@ async fn unreachable_database_refuses_logins_with_421_keeps_sessions_and_recover
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    assert_eq!(ready(&server).await.0, 200);
     let outage_lines = capture
         .everything()
         .into_iter()

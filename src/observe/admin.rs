@@ -52,6 +52,11 @@ pub trait ServerProbe: std::fmt::Debug + Send + Sync + 'static {
     /// Whether uploads can be stored now: Ok, or what is wrong (a real write: a probe file
     /// on disk, a probe object in a bucket).
     async fn check_storage(&self) -> Result<(), String>;
+    /// Whether new logins can be decided: Ok, or what is wrong (the accounts database is
+    /// unreachable). A users file, once loaded, always can.
+    fn check_users(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What the endpoints look at: all of it shared with the FTP side, none of it copied.
@@ -170,8 +175,9 @@ async fn ready(State(probes): State<Arc<Probes>>) -> (StatusCode, Json<Readiness
         Ok(())
     };
     // The users file was loaded before the server was bound (a broken one stops `start`), and
-    // a reload that fails keeps the previous users in force, so a server that is up has users.
-    let users_check = Ok(());
+    // a reload that fails keeps the previous users in force, so a server that is up has users;
+    // accounts in a database are not ready while it is unreachable (logins get 421).
+    let users_check = probes.server.check_users();
     let checks: BTreeMap<&'static str, String> = [
         ("root", root_check),
         ("users", users_check),

@@ -27,6 +27,17 @@ impl ServerProbe for AdminView {
         self.state.is_shutting_down()
     }
 
+    fn check_users(&self) -> Result<(), String> {
+        if self.users.is_available() {
+            Ok(())
+        } else {
+            Err(format!(
+                "accounts database {} unreachable: new logins get 421",
+                self.users.source_name()
+            ))
+        }
+    }
+
     async fn check_storage(&self) -> Result<(), String> {
         if let Some(bucket) = &self.bucket {
             return bucket.check_writable().await;
