@@ -94,8 +94,10 @@ pub enum UsersError {
     Output(io::Error),
     #[error(transparent)]
     Database(#[from] crate::accounts::postgres::error::DatabaseError),
-    #[error("users {location:?}: {problem}")]
-    InvalidUsersLocation { location: String, problem: String },
+    /// `--users` (or `FERRY_USERS`) names a database that cannot be used. The URL itself is
+    /// not repeated: a mistaken one may hold a password.
+    #[error("users: {problem}")]
+    InvalidUsersLocation { problem: String },
 }
 
 /// What a user may do. Every refused operation gets 550 and an audit record.

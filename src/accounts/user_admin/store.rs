@@ -30,10 +30,7 @@ impl AccountStore {
         let Some(database) = UsersDatabase::parse(location) else {
             return Ok(AccountStore::File(PathBuf::from(location)));
         };
-        let invalid = |problem: String| UsersError::InvalidUsersLocation {
-            location: location.to_owned(),
-            problem,
-        };
+        let invalid = |problem: String| UsersError::InvalidUsersLocation { problem };
         let database = database.map_err(invalid)?;
         let database = database
             .with_password(password_file, &|name| std::env::var(name).ok())

@@ -281,3 +281,14 @@ fn users_flag_defaults_to_the_shipped_file() {
         other => panic!("parsed as {other:?}"),
     }
 }
+
+#[test]
+fn a_database_url_with_a_password_is_refused_without_echoing_it() {
+    let (result, _) = run_with(
+        &["list", "--users", "postgres://ferry:hunter2@db/accounts"],
+        "",
+    );
+    let message = result.expect_err("a password in the URL").to_string();
+    assert!(message.contains("holds a password"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
