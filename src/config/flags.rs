@@ -141,4 +141,8 @@ pub struct ServeArgs {
     /// when it starts again [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub instance_id: Option<String>,
+    /// Seconds after SIGTERM during which /ready answers 503 while new sessions are still
+    /// accepted, so a load balancer stops sending them before the listener closes [default: 0]
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_drain: Option<String>,
 }

@@ -45,10 +45,11 @@ pub(super) enum Key {
     S3UploadConcurrency,
     S3CredentialsFile,
     InstanceId,
+    ShutdownDrain,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 39] = [
+    pub(super) const ALL: [Key; 40] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -88,6 +89,7 @@ impl Key {
         Key::S3UploadConcurrency,
         Key::S3CredentialsFile,
         Key::InstanceId,
+        Key::ShutdownDrain,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -131,6 +133,7 @@ impl Key {
             Key::S3UploadConcurrency => "s3_upload_concurrency",
             Key::S3CredentialsFile => "s3_credentials_file",
             Key::InstanceId => "instance_id",
+            Key::ShutdownDrain => "shutdown_drain",
         }
     }
 
@@ -198,5 +201,6 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         ),
         (Key::S3CredentialsFile, args.s3_credentials_file.as_deref()),
         (Key::InstanceId, args.instance_id.as_deref()),
+        (Key::ShutdownDrain, args.shutdown_drain.as_deref()),
     ]
 }

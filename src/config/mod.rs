@@ -141,6 +141,10 @@ pub struct Config {
     pub anonymous_home: PathBuf,
     /// How long running transfers may finish after SIGINT/SIGTERM (`shutdown_grace`, seconds).
     pub shutdown_grace: Duration,
+    /// Before that: how long `/ready` answers 503 while new sessions are still accepted, so a
+    /// load balancer polling it stops sending sessions before the listener closes
+    /// (`shutdown_drain`, seconds; 0: close at once).
+    pub shutdown_drain: Duration,
     /// Password hashes computed at once (`max_concurrent_logins`).
     pub max_concurrent_logins: usize,
     /// Address of the admin HTTP listener (`/metrics`, `/health`, `/ready`); None when off
@@ -188,6 +192,7 @@ impl Default for Config {
             anonymous: false,
             anonymous_home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_drain: Duration::ZERO,
             max_concurrent_logins: default_max_concurrent_logins(),
             admin_bind: None,
             tls: TlsSettings::default(),
@@ -441,6 +446,7 @@ impl Settings {
             Key::S3UploadConcurrency => config.s3.upload_concurrency = count(value, 1)?,
             Key::S3CredentialsFile => config.s3.credentials_file = Some(parse_path(text(value)?)?),
             Key::InstanceId => config.instance_id = parse_instance_id(text(value)?)?,
+            Key::ShutdownDrain => config.shutdown_drain = seconds(value, 0)?,
         }
         Ok(())
     }

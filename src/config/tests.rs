@@ -187,7 +187,8 @@ fn file_overrides_defaults() {
          s3_part_size = 8\n\
          s3_upload_concurrency = 2\n\
          s3_credentials_file = \"/run/secrets/s3\"\n\
-         instance_id = \"ferry-a\"\n",
+         instance_id = \"ferry-a\"\n\
+         shutdown_drain = 7\n",
     );
     let config = fixture.load_file(&file).expect("loads");
     assert_eq!(
@@ -212,6 +213,7 @@ fn file_overrides_defaults() {
             anonymous: true,
             anonymous_home: PathBuf::from("pub"),
             shutdown_grace: Duration::ZERO,
+            shutdown_drain: Duration::from_secs(7),
             max_concurrent_logins: 3,
             admin_bind: Some("127.0.0.1:9090".parse().expect("address")),
             tls: TlsSettings::default(),

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -262,9 +263,21 @@ where
             "tls_implicit_bind" => implicit_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()));
         let mut session_tasks = JoinSet::new();
         tokio::pin!(shutdown);
+        // After the shutdown signal, `shutdown_drain` of still accepting while /ready says 503.
+        let mut draining: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let (accepted, start) = tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if draining.is_none() => {
+                    let drain = shared.config.shutdown_drain;
+                    if drain.is_zero() {
+                        break;
+                    }
+                    shared.state.begin_draining();
+                    slog::info!(shared.logger, "draining: /ready reports not ready, new sessions still accepted"; "drain_secs" => drain.as_secs());
+                    draining = Some(Box::pin(tokio::time::sleep(drain)));
+                    continue;
+                }
+                _ = until(&mut draining) => break,
                 accepted = listener.accept() => (accepted, ControlStart::Plain),
                 accepted = accept_on(implicit_listener.as_ref()) => (accepted, ControlStart::ImplicitTls),
                 Some(_) = session_tasks.join_next(), if !session_tasks.is_empty() => continue,
@@ -288,6 +301,14 @@ where
             admin.stop().await;
         }
         Ok(())
+    }
+}
+
+/// Completes when `deadline` passes; never, without one.
+async fn until(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(deadline) => deadline.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -109,6 +109,7 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         anonymous: options.anonymous,
         anonymous_home: PathBuf::from("pub"),
         shutdown_grace: Duration::from_secs(1),
+        shutdown_drain: Duration::ZERO,
         max_concurrent_logins: options.max_concurrent_logins,
         admin_bind: None,
         tls: Default::default(),
