@@ -38,6 +38,7 @@ pub(super) enum Key {
     DataTimeout,
     MaxTransfers,
     HostNames,
+    ProxyFrom,
     S3Endpoint,
     S3Region,
     S3PathStyle,
@@ -48,7 +49,7 @@ pub(super) enum Key {
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 39] = [
+    pub(super) const ALL: [Key; 40] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -81,6 +82,7 @@ impl Key {
         Key::DataTimeout,
         Key::MaxTransfers,
         Key::HostNames,
+        Key::ProxyFrom,
         Key::S3Endpoint,
         Key::S3Region,
         Key::S3PathStyle,
@@ -124,6 +126,7 @@ impl Key {
             Key::DataTimeout => "data_timeout",
             Key::MaxTransfers => "max_transfers",
             Key::HostNames => "host_names",
+            Key::ProxyFrom => "proxy_from",
             Key::S3Endpoint => "s3_endpoint",
             Key::S3Region => "s3_region",
             Key::S3PathStyle => "s3_path_style",
@@ -188,6 +191,7 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::DataTimeout, args.data_timeout.as_deref()),
         (Key::MaxTransfers, args.max_transfers.as_deref()),
         (Key::HostNames, args.host_names.as_deref()),
+        (Key::ProxyFrom, args.proxy_from.as_deref()),
         (Key::S3Endpoint, args.s3_endpoint.as_deref()),
         (Key::S3Region, args.s3_region.as_deref()),
         (Key::S3PathStyle, args.s3_path_style.as_deref()),
