@@ -157,7 +157,8 @@ impl Metrics {
             connections_refused: counter(
                 &registry,
                 "ferry_connections_refused_total",
-                "Connections turned away by the session limits or an address ban, by reason.",
+                "Connections turned away by the session limits, an address ban or the PROXY \
+                 protocol checks, by reason.",
                 "reason",
             ),
             s3: ObjectStoreMetrics::new(&registry),
@@ -255,6 +256,7 @@ fn limit_label(limit: LimitReached) -> &'static str {
         LimitReached::Total => "max_sessions",
         LimitReached::PerIp => "max_sessions_per_ip",
         LimitReached::IpBanned => "ip_banned",
+        LimitReached::ProxyHeader => "proxy_header",
     }
 }
 
