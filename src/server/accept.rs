@@ -355,8 +355,12 @@ async fn serve_connection<A>(
             return;
         }
     };
-    // The header may have been read while `serve` stopped accepting.
+    // `serve` may have stopped accepting since (a PROXY header takes its time).
     if shared.state.is_shutting_down() {
+        if start == ControlStart::Plain {
+            let reply = format!("421 {SHUTDOWN_REPLY}\r\n");
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
         return;
     }
     let banned = shared
