@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// Host names HOST (RFC 7151) accepts, comma-separated; others get 504 [default: any]
     #[arg(long, value_name = "NAMES")]
     pub host_names: Option<String>,
+    /// Load balancers (CIDR networks, comma-separated) whose connections start with a PROXY
+    /// protocol header naming the client [default: none]
+    #[arg(long, value_name = "NETWORKS")]
+    pub proxy_from: Option<String>,
     /// S3-compatible service URL, for `--root s3://…` [default: AWS for the region]
     #[arg(long, value_name = "URL")]
     pub s3_endpoint: Option<String>,

@@ -14,6 +14,7 @@ mod values;
 use crate::observe::logging::LogFormat;
 use crate::tls::TlsSettings;
 pub use flags::ServeArgs;
+use ipnet::IpNet;
 use keys::Key;
 use layers::{Assignment, RawValue, env_layer, file_layer, flag_layer, read_config_file};
 pub use object_store::{BucketRoot, S3Settings};
@@ -26,8 +27,8 @@ use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-pub use values::normalize_host_name;
 use values::*;
+pub use values::{normalize_host_name, parse_network};
 
 /// Loopback only, so a fresh install is unreachable from the network until someone says
 /// otherwise; 2121 because ports below 1024 need privileges.
@@ -163,6 +164,11 @@ pub struct Config {
     /// Host names HOST (RFC 7151) accepts, in lower case without a trailing dot (`host_names`);
     /// empty accepts any. A list in the file, comma-separated in the environment and the flag.
     pub host_names: Vec<String>,
+    /// The load balancers whose connections, control and passive data alike, must start with a
+    /// PROXY protocol header (v1 or v2) naming the client (`proxy_from`); empty: none, every
+    /// connection is its client's own. A list in the file, comma-separated in the environment
+    /// and the flag.
+    pub proxy_from: Vec<IpNet>,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -200,6 +206,7 @@ impl Default for Config {
             data_timeout: DEFAULT_DATA_TIMEOUT,
             max_transfers: DEFAULT_MAX_TRANSFERS,
             host_names: Vec::new(),
+            proxy_from: Vec::new(),
             source_file: None,
         }
     }
@@ -435,6 +442,7 @@ impl Settings {
             Key::DataTimeout => config.data_timeout = seconds(value, 1)?,
             Key::MaxTransfers => config.max_transfers = count(value, 1)?,
             Key::HostNames => config.host_names = parse_host_names(value)?,
+            Key::ProxyFrom => config.proxy_from = parse_networks(value)?,
             Key::S3Endpoint => {
                 config.s3.endpoint = Some(object_store::parse_endpoint(text(value)?)?)
             }

@@ -117,6 +117,7 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         data_timeout: Duration::from_secs(300),
         max_transfers: 10,
         host_names: Vec::new(),
+        proxy_from: Vec::new(),
         bucket: None,
         s3: Default::default(),
         instance_id: "test".into(),
