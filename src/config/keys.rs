@@ -50,7 +50,7 @@ pub(super) enum Key {
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 40] = [
+    pub(super) const ALL: [Key; 41] = [
         Key::Bind,
         Key::Root,
         Key::Users,
