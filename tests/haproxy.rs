@@ -9,17 +9,14 @@
 mod common;
 mod ftps_support;
 mod proxy_support;
+mod support;
 
 use common::audit_capture::AuditCapture;
 use common::{PASSWORD, TestServer, connect_from, download, pattern};
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::ops::RangeInclusive;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use suppaftp::tokio::{ImplAsyncFtpStream, TokioTlsStream};
-use tempfile::TempDir;
+use support::haproxy::{Backend, Haproxy, free_ports};
 
 /// Where HAProxy listens (control port and passive range), and the address it connects to
 /// Ferry from: the one address in `proxy_from`.
@@ -31,124 +28,6 @@ const FERRY: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// Passive ports forwarded one for one.
 const PASSIVE_PORTS: u16 = 20;
-
-/// A running `haproxy -db`, stopped when dropped.
-struct Haproxy {
-    child: Child,
-    /// The control port's frontend.
-    control: SocketAddr,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn haproxy_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "haproxy is not installed: tests/haproxy.rs runs a real HAProxy in front of \
-                 Ferry; install it with `apt-get install haproxy` (scripts/ci-haproxy.sh does)"
-            )
-        })
-}
-
-/// A free port on every address in `ips`.
-fn free_port(ips: &[IpAddr]) -> u16 {
-    *free_ports(ips, 1, 27000).start()
-}
-
-/// `count` consecutive ports, from `start` up, that are free on every address in `ips` (below
-/// Linux's ephemeral ports, so that no outgoing connection takes one meanwhile).
-fn free_ports(ips: &[IpAddr], count: u16, start: u16) -> RangeInclusive<u16> {
-    let free = |port: u16| {
-        ips.iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
-    };
-    (start..start + 3000)
-        .step_by(usize::from(count))
-        .map(|first| first..=first + count - 1)
-        .find(|range| range.clone().all(free))
-        .expect("a free range of ports")
-}
-
-/// Starts HAProxy forwarding `control` to Ferry's control port and each port of `passive` to
-/// the same port on Ferry, all with a PROXY v2 header. Returns once it listens.
-async fn start_haproxy(ferry_control: SocketAddr, passive: RangeInclusive<u16>) -> Haproxy {
-    let binary = haproxy_binary();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let control = SocketAddr::new(BALANCER, free_port(&[BALANCER]));
-    let config = format!(
-        "global\n\
-         \x20   maxconn 256\n\
-         defaults\n\
-         \x20   mode tcp\n\
-         \x20   timeout connect 5s\n\
-         \x20   timeout client 60s\n\
-         \x20   timeout server 60s\n\
-         frontend ftp_control\n\
-         \x20   bind {control}\n\
-         \x20   default_backend ferry_control\n\
-         backend ferry_control\n\
-         \x20   server ferry {ferry_control} send-proxy-v2 source {BALANCER}\n\
-         frontend ftp_passive\n\
-         \x20   bind {BALANCER}:{}-{}\n\
-         \x20   default_backend ferry_passive\n\
-         backend ferry_passive\n\
-         \x20   server ferry {FERRY} send-proxy-v2 source {BALANCER}\n",
-        passive.start(),
-        passive.end(),
-    );
-    let config_file = dir.path().join("haproxy.cfg");
-    std::fs::write(&config_file, config).expect("write haproxy.cfg");
-    let log = dir.path().join("haproxy.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(&binary)
-        .arg("-db")
-        .arg("-f")
-        .arg(&config_file)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log file"))
-        .stderr(log_file)
-        .spawn()
-        .unwrap_or_else(|error| panic!("could not run {}: {error}", binary.display()));
-    let mut haproxy = Haproxy {
-        child,
-        control,
-        log,
-        _dir: dir,
-    };
-    // HAProxy binds every port before it serves any: it listens once the last one does.
-    let last = SocketAddr::new(BALANCER, *passive.end());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(last).await.is_err() {
-        if let Ok(Some(status)) = haproxy.child.try_wait() {
-            panic!("haproxy exited ({status}): {}", haproxy.log_text());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "haproxy did not listen within 20 s: {}",
-            haproxy.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    haproxy
-}
-
-impl Haproxy {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
 
 /// suppaftp connected through HAProxy from [`CLIENT`], data connections too, in `mode`.
 async fn through<T>(haproxy: &Haproxy, mode: suppaftp::Mode) -> ImplAsyncFtpStream<T>
@@ -207,7 +86,12 @@ async fn ftp_and_ftps_through_haproxy_with_send_proxy_v2() {
         capture.logger(),
     )
     .await;
-    let haproxy = start_haproxy(server.addr, passive).await;
+    let backend = Backend {
+        control: server.addr,
+        passive,
+        admin: None,
+    };
+    let haproxy = Haproxy::start(BALANCER, &[backend]).await;
 
     // Plain FTP, PASV (the reply names passive_host, HAProxy) and EPSV (HAProxy's port).
     for (mode, name) in [

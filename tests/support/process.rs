@@ -99,11 +99,12 @@ impl FerryProcess {
         matches: impl Fn(&str) -> bool,
     ) -> String {
         let found = tokio::time::timeout(timeout, async {
+            // The reader ends with the process: then no line will match.
             let lines = self
                 .log
                 .wait_for(|lines| lines.iter().any(|line| matches(line)))
                 .await
-                .expect("log reader alive");
+                .ok()?;
             lines.iter().find(|line| matches(line)).cloned()
         })
         .await;
