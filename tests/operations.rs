@@ -261,3 +261,49 @@ async fn admin_connections_are_capped_and_silent_ones_are_closed() {
     drop(stalled);
     assert_eq!(admin_get(&server, "/health").await.status, 200);
 }
+
+/// With `shutdown_drain`, the signal first turns `/ready` to 503 (a load balancer stops sending
+/// sessions) while the listener still takes them; the graceful shutdown follows the drain.
+#[tokio::test]
+async fn after_the_signal_ready_fails_while_new_sessions_are_still_taken_for_the_drain() {
+    let drain = std::time::Duration::from_secs(2);
+    let mut server = TestServer::start_with(
+        |config| {
+            config.admin_bind = Some("127.0.0.1:0".parse().expect("loopback address"));
+            config.shutdown_drain = drain;
+        },
+        &default_users(),
+    )
+    .await;
+    assert_eq!(admin_get(&server, "/ready").await.status, 200);
+    let signalled = std::time::Instant::now();
+    server.begin_stop();
+    loop {
+        let ready = admin_get(&server, "/ready").await;
+        if ready.status == 503 {
+            assert!(ready.body.contains("\"listener\""), "{}", ready.body);
+            break;
+        }
+        assert!(
+            signalled.elapsed() < drain,
+            "/ready still 200 during the drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut ftp = server.login("alice").await;
+    ftp.noop()
+        .await
+        .expect("a session opened while draining works");
+    assert!(
+        signalled.elapsed() < drain,
+        "the session opened within the drain"
+    );
+    server
+        .wait()
+        .await
+        .expect("the server stops after the drain");
+    assert!(
+        signalled.elapsed() >= drain,
+        "the listener stayed open for the drain"
+    );
+}

@@ -564,3 +564,72 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u32, String) {
     let status = response[9..12].parse().expect("status code");
     (status, response)
 }
+
+/// Answers the first `throttled` requests with S3's `503 SlowDown` and passes every later
+/// connection through to `upstream` unchanged: throttling injected in front of a real server.
+async fn throttling_proxy(
+    upstream: std::net::SocketAddr,
+    throttled: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if count.fetch_add(1, Ordering::SeqCst) < throttled {
+                tokio::spawn(async move {
+                    let mut head = [0u8; 4096];
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(2), client.read(&mut head)).await;
+                    let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                    let response = format!(
+                        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = client.write_all(response.as_bytes()).await;
+                });
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff() {
+    let endpoint = s3::moto();
+    let client = s3::client(endpoint);
+    let bucket = s3::new_bucket(&client).await;
+    let upstream: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("moto address");
+    let (proxy, answered) = throttling_proxy(upstream, 2).await;
+    let credentials = tempfile::tempdir().expect("temp dir");
+    let file = s3::credentials_file(credentials.path());
+    // The start-up probe meets the two SlowDowns and succeeds on its third attempt.
+    let server = TestServer::start_with(
+        |config| s3::use_bucket(config, &format!("http://{proxy}"), &bucket, "", file),
+        &users(),
+    )
+    .await;
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) > 2);
+    let mut ftp = server.login("alice").await;
+    ftp.put_file("t.bin", &mut Cursor::new(pattern(1000)))
+        .await
+        .expect("upload after throttling");
+    assert_eq!(download(&mut ftp, "t.bin").await, pattern(1000));
+}

@@ -1,6 +1,7 @@
 //! The users file: accounts, argon2id password hashes, homes, permissions, allowed networks.
 
 use crate::accounts::password::{PasswordError, validate_phc};
+use crate::config::parse_network;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -326,17 +327,6 @@ pub fn validate_home(home: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(path)
-}
-
-/// Reads and checks one CIDR network; a bare address means just that host.
-pub fn parse_network(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            format!(
-                "{text:?} is not a network in CIDR notation (e.g. \"10.0.0.0/8\" or \"::1/128\")"
-            )
-        })
 }
 
 /// The fields a `[users.NAME]` table may have.

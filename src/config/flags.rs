@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Host names HOST (RFC 7151) accepts, comma-separated; others get 504 [default: any]
     #[arg(long, value_name = "NAMES")]
     pub host_names: Option<String>,
+    /// Load balancers (CIDR networks, comma-separated) whose connections start with a PROXY
+    /// protocol header naming the client [default: none]
+    #[arg(long, value_name = "NETWORKS")]
+    pub proxy_from: Option<String>,
     /// S3-compatible service URL, for `--root s3://…` [default: AWS for the region]
     #[arg(long, value_name = "URL")]
     pub s3_endpoint: Option<String>,
@@ -142,6 +146,10 @@ pub struct ServeArgs {
     /// when it starts again [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub instance_id: Option<String>,
+    /// Seconds after SIGTERM during which /ready answers 503 while new sessions are still
+    /// accepted, so a load balancer stops sending them before the listener closes [default: 0]
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_drain: Option<String>,
     /// File holding the PostgreSQL password, when `users` is a postgres:// URL [default:
     /// PGPASSWORD]
     #[arg(long, value_name = "FILE")]

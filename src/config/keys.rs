@@ -38,6 +38,7 @@ pub(super) enum Key {
     DataTimeout,
     MaxTransfers,
     HostNames,
+    ProxyFrom,
     S3Endpoint,
     S3Region,
     S3PathStyle,
@@ -45,11 +46,12 @@ pub(super) enum Key {
     S3UploadConcurrency,
     S3CredentialsFile,
     InstanceId,
+    ShutdownDrain,
     UsersPasswordFile,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 40] = [
+    pub(super) const ALL: [Key; 42] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -82,6 +84,7 @@ impl Key {
         Key::DataTimeout,
         Key::MaxTransfers,
         Key::HostNames,
+        Key::ProxyFrom,
         Key::S3Endpoint,
         Key::S3Region,
         Key::S3PathStyle,
@@ -89,6 +92,7 @@ impl Key {
         Key::S3UploadConcurrency,
         Key::S3CredentialsFile,
         Key::InstanceId,
+        Key::ShutdownDrain,
         Key::UsersPasswordFile,
     ];
 
@@ -126,6 +130,7 @@ impl Key {
             Key::DataTimeout => "data_timeout",
             Key::MaxTransfers => "max_transfers",
             Key::HostNames => "host_names",
+            Key::ProxyFrom => "proxy_from",
             Key::S3Endpoint => "s3_endpoint",
             Key::S3Region => "s3_region",
             Key::S3PathStyle => "s3_path_style",
@@ -133,6 +138,7 @@ impl Key {
             Key::S3UploadConcurrency => "s3_upload_concurrency",
             Key::S3CredentialsFile => "s3_credentials_file",
             Key::InstanceId => "instance_id",
+            Key::ShutdownDrain => "shutdown_drain",
             Key::UsersPasswordFile => "users_password_file",
         }
     }
@@ -191,6 +197,7 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::DataTimeout, args.data_timeout.as_deref()),
         (Key::MaxTransfers, args.max_transfers.as_deref()),
         (Key::HostNames, args.host_names.as_deref()),
+        (Key::ProxyFrom, args.proxy_from.as_deref()),
         (Key::S3Endpoint, args.s3_endpoint.as_deref()),
         (Key::S3Region, args.s3_region.as_deref()),
         (Key::S3PathStyle, args.s3_path_style.as_deref()),
@@ -201,6 +208,7 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         ),
         (Key::S3CredentialsFile, args.s3_credentials_file.as_deref()),
         (Key::InstanceId, args.instance_id.as_deref()),
+        (Key::ShutdownDrain, args.shutdown_drain.as_deref()),
         (Key::UsersPasswordFile, args.users_password_file.as_deref()),
     ]
 }

@@ -15,6 +15,7 @@ mod values;
 use crate::observe::logging::LogFormat;
 use crate::tls::TlsSettings;
 pub use flags::ServeArgs;
+use ipnet::IpNet;
 use keys::Key;
 use layers::{Assignment, RawValue, env_layer, file_layer, flag_layer, read_config_file};
 pub use object_store::{BucketRoot, S3Settings};
@@ -28,8 +29,8 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 pub use users_database::{DatabasePassword, DatabaseTls, PASSWORD_ENV_VAR, UsersDatabase};
-pub use values::normalize_host_name;
 use values::*;
+pub use values::{normalize_host_name, parse_network};
 
 /// Loopback only, so a fresh install is unreachable from the network until someone says
 /// otherwise; 2121 because ports below 1024 need privileges.
@@ -148,6 +149,10 @@ pub struct Config {
     pub anonymous_home: PathBuf,
     /// How long running transfers may finish after SIGINT/SIGTERM (`shutdown_grace`, seconds).
     pub shutdown_grace: Duration,
+    /// Before that: how long `/ready` answers 503 while new sessions are still accepted, so a
+    /// load balancer polling it stops sending sessions before the listener closes
+    /// (`shutdown_drain`, seconds; 0: close at once).
+    pub shutdown_drain: Duration,
     /// Password hashes computed at once (`max_concurrent_logins`).
     pub max_concurrent_logins: usize,
     /// Address of the admin HTTP listener (`/metrics`, `/health`, `/ready`); None when off
@@ -166,6 +171,11 @@ pub struct Config {
     /// Host names HOST (RFC 7151) accepts, in lower case without a trailing dot (`host_names`);
     /// empty accepts any. A list in the file, comma-separated in the environment and the flag.
     pub host_names: Vec<String>,
+    /// The load balancers whose connections, control and passive data alike, must start with a
+    /// PROXY protocol header (v1 or v2) naming the client (`proxy_from`); empty: none, every
+    /// connection is its client's own. A list in the file, comma-separated in the environment
+    /// and the flag.
+    pub proxy_from: Vec<IpNet>,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -197,6 +207,7 @@ impl Default for Config {
             anonymous: false,
             anonymous_home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_drain: Duration::ZERO,
             max_concurrent_logins: default_max_concurrent_logins(),
             admin_bind: None,
             tls: TlsSettings::default(),
@@ -204,6 +215,7 @@ impl Default for Config {
             data_timeout: DEFAULT_DATA_TIMEOUT,
             max_transfers: DEFAULT_MAX_TRANSFERS,
             host_names: Vec::new(),
+            proxy_from: Vec::new(),
             source_file: None,
         }
     }
@@ -447,6 +459,7 @@ impl Settings {
             Key::DataTimeout => config.data_timeout = seconds(value, 1)?,
             Key::MaxTransfers => config.max_transfers = count(value, 1)?,
             Key::HostNames => config.host_names = parse_host_names(value)?,
+            Key::ProxyFrom => config.proxy_from = parse_networks(value)?,
             Key::S3Endpoint => {
                 config.s3.endpoint = Some(object_store::parse_endpoint(text(value)?)?)
             }
@@ -458,6 +471,7 @@ impl Settings {
             Key::S3UploadConcurrency => config.s3.upload_concurrency = count(value, 1)?,
             Key::S3CredentialsFile => config.s3.credentials_file = Some(parse_path(text(value)?)?),
             Key::InstanceId => config.instance_id = parse_instance_id(text(value)?)?,
+            Key::ShutdownDrain => config.shutdown_drain = seconds(value, 0)?,
         }
         Ok(())
     }

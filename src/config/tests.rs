@@ -128,6 +128,7 @@ fn defaults_are_the_documented_values() {
     assert_eq!(config.login_timeout, Duration::from_secs(30));
     assert_eq!(config.data_timeout, Duration::from_secs(300));
     assert_eq!(config.max_transfers, 512);
+    assert!(config.proxy_from.is_empty(), "no load balancer trusted");
     assert_eq!(config.source_file, None);
 }
 
@@ -181,13 +182,15 @@ fn file_overrides_defaults() {
          data_timeout = 45\n\
          max_transfers = 64\n\
          host_names = [\"ftp.example.com\"]\n\
+         proxy_from = [\"10.0.0.0/24\"]\n\
          s3_endpoint = \"http://127.0.0.1:9000\"\n\
          s3_region = \"eu-west-3\"\n\
          s3_path_style = false\n\
          s3_part_size = 8\n\
          s3_upload_concurrency = 2\n\
          s3_credentials_file = \"/run/secrets/s3\"\n\
-         instance_id = \"ferry-a\"\n",
+         instance_id = \"ferry-a\"\n\
+         shutdown_drain = 7\n",
     );
     let config = fixture.load_file(&file).expect("loads");
     assert_eq!(
@@ -214,6 +217,7 @@ fn file_overrides_defaults() {
             anonymous: true,
             anonymous_home: PathBuf::from("pub"),
             shutdown_grace: Duration::ZERO,
+            shutdown_drain: Duration::from_secs(7),
             max_concurrent_logins: 3,
             admin_bind: Some("127.0.0.1:9090".parse().expect("address")),
             tls: TlsSettings::default(),
@@ -221,6 +225,7 @@ fn file_overrides_defaults() {
             data_timeout: Duration::from_secs(45),
             max_transfers: 64,
             host_names: vec!["ftp.example.com".to_owned()],
+            proxy_from: vec!["10.0.0.0/24".parse().expect("network")],
             bucket: None,
             s3: crate::config::S3Settings {
                 endpoint: Some("http://127.0.0.1:9000".to_owned()),
@@ -768,6 +773,64 @@ fn host_names_are_a_list_in_the_file_and_comma_separated_in_env_and_flags() {
         error_message(fixture.load_file(&file)),
         format!(
             "{}:3: key `bind`: expected a string, found an array",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn proxy_from_is_a_list_of_networks_in_the_file_and_comma_separated_in_env_and_flags() {
+    let fixture = Fixture::new();
+    let networks = |texts: &[&str]| -> Vec<ipnet::IpNet> {
+        texts
+            .iter()
+            .map(|text| text.parse().expect("network"))
+            .collect()
+    };
+    let file = fixture.config_file_with("proxy_from = [\"10.0.0.0/8\", \"192.0.2.10\"]\n");
+    let config = fixture.load_file(&file).expect("valid");
+    assert_eq!(
+        config.proxy_from,
+        networks(&["10.0.0.0/8", "192.0.2.10/32"])
+    );
+    let config = fixture
+        .load(
+            &fixture.flags(&[]),
+            &[("FERRY_PROXY_FROM", "127.0.0.1/32, fd00::/8,")],
+        )
+        .expect("valid");
+    assert_eq!(config.proxy_from, networks(&["127.0.0.1/32", "fd00::/8"]));
+    let config = fixture
+        .load(
+            &fixture.flags(&["--proxy-from", "::1"]),
+            &[("FERRY_PROXY_FROM", "127.0.0.1/32")],
+        )
+        .expect("valid");
+    assert_eq!(config.proxy_from, networks(&["::1/128"]));
+    let config = fixture
+        .load(&fixture.flags(&[]), &[("FERRY_PROXY_FROM", " , ")])
+        .expect("valid");
+    assert!(config.proxy_from.is_empty(), "empty means off");
+
+    let file = fixture.config_file_with("proxy_from = [\"10.0.0.0/33\"]\n");
+    assert_eq!(
+        error_message(fixture.load_file(&file)),
+        format!(
+            "{}:3: key `proxy_from`: \"10.0.0.0/33\" is not a network in CIDR notation \
+             (e.g. \"10.0.0.0/8\" or \"::1/128\")",
+            file.display()
+        )
+    );
+    assert_eq!(
+        error_message(fixture.load(&fixture.flags(&["--proxy-from", "lb.example"]), &[])),
+        "flag --proxy-from: key `proxy_from`: \"lb.example\" is not a network in CIDR \
+         notation (e.g. \"10.0.0.0/8\" or \"::1/128\")"
+    );
+    let file = fixture.config_file_with("proxy_from = 10\n");
+    assert_eq!(
+        error_message(fixture.load_file(&file)),
+        format!(
+            "{}:3: key `proxy_from`: expected a list of networks, found the number 10",
             file.display()
         )
     );

@@ -3,6 +3,7 @@
 
 use super::layers::RawValue;
 use crate::observe::logging::LogFormat;
+use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::num::IntErrorKind;
 use std::ops::RangeInclusive;
@@ -184,32 +185,62 @@ pub(super) fn parse_anonymous_home(text: String) -> Result<PathBuf, String> {
 /// (RFC 7151 section 3 allows both; an IPv6 address may come in brackets), kept in lower case
 /// without a trailing dot, as HOST arguments are compared.
 pub(super) fn parse_host_names(value: RawValue) -> Result<Vec<String>, String> {
-    let names: Vec<String> = match value {
+    text_list(value, "host names")?
+        .iter()
+        .map(|name| {
+            normalize_host_name(name)
+                .ok_or_else(|| format!("{name:?} is neither a DNS name nor an IP address"))
+        })
+        .collect()
+}
+
+/// The networks of `proxy_from`: a TOML array of strings in the file, or one string of
+/// networks separated by commas (environment, flags); each as [`parse_network`] reads it.
+pub(super) fn parse_networks(value: RawValue) -> Result<Vec<IpNet>, String> {
+    text_list(value, "networks")?
+        .iter()
+        .map(|network| parse_network(network))
+        .collect()
+}
+
+/// The items of a list key: a TOML array of strings, or a string of items separated by
+/// commas; trimmed, empty ones dropped. `what` names the items in error messages.
+fn text_list(value: RawValue, what: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = match value {
         RawValue::Text(text) => text.split(',').map(str::to_owned).collect(),
         RawValue::List(values) => values
             .into_iter()
             .map(|value| match value {
                 RawValue::Text(text) => Ok(text),
                 other => Err(format!(
-                    "expected host names (strings), found {}",
+                    "expected {what} (strings), found {}",
                     other.describe()
                 )),
             })
             .collect::<Result<_, _>>()?,
         other => Err(format!(
-            "expected a list of host names, found {}",
+            "expected a list of {what}, found {}",
             other.describe()
         ))?,
     };
-    names
+    Ok(items
         .iter()
-        .map(|name| name.trim())
-        .filter(|name| !name.is_empty())
-        .map(|name| {
-            normalize_host_name(name)
-                .ok_or_else(|| format!("{name:?} is neither a DNS name nor an IP address"))
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Reads and checks one CIDR network; a bare address means just that host. Shared by
+/// `proxy_from` and the users file's `allowed_networks`.
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!(
+                "{text:?} is not a network in CIDR notation (e.g. \"10.0.0.0/8\" or \"::1/128\")"
+            )
         })
-        .collect()
 }
 
 /// A host name as HOST compares it (lower case, no trailing dot, an IPv6 address without

@@ -157,7 +157,8 @@ impl Metrics {
             connections_refused: counter(
                 &registry,
                 "ferry_connections_refused_total",
-                "Connections turned away by the session limits or an address ban, by reason.",
+                "Connections turned away by the session limits, an address ban or the PROXY \
+                 protocol checks, by reason.",
                 "reason",
             ),
             s3: ObjectStoreMetrics::new(&registry),
@@ -185,7 +186,12 @@ impl Metrics {
         for op in DATA_OPS {
             self.bytes.with_label_values(&[op.as_str()]);
         }
-        for limit in [LimitReached::Total, LimitReached::PerIp] {
+        for limit in [
+            LimitReached::Total,
+            LimitReached::PerIp,
+            LimitReached::IpBanned,
+            LimitReached::ProxyHeader,
+        ] {
             self.connections_refused
                 .with_label_values(&[limit_label(limit)]);
         }
@@ -255,6 +261,7 @@ fn limit_label(limit: LimitReached) -> &'static str {
         LimitReached::Total => "max_sessions",
         LimitReached::PerIp => "max_sessions_per_ip",
         LimitReached::IpBanned => "ip_banned",
+        LimitReached::ProxyHeader => "proxy_header",
     }
 }
 
@@ -297,6 +304,8 @@ mod tests {
             "ferry_refused_operations_total{op=\"mkdir\"}",
             "ferry_storage_errors_total{op=\"rm\"}",
             "ferry_connections_refused_total{reason=\"max_sessions_per_ip\"}",
+            "ferry_connections_refused_total{reason=\"ip_banned\"}",
+            "ferry_connections_refused_total{reason=\"proxy_header\"}",
         ] {
             assert_eq!(sample(&text, series), Some(0.0), "{series} in\n{text}");
         }
@@ -315,6 +324,7 @@ mod tests {
         metrics.observe(Op::Size, &Outcome::Ok, Some(5000));
         metrics.observe(Op::Logout, &Outcome::Ok, None);
         metrics.connection_refused(LimitReached::Total);
+        metrics.connection_refused(LimitReached::ProxyHeader);
         let text = metrics.render(3).expect("renders");
         for (series, value) in [
             ("ferry_sessions_active", 3.0),
@@ -328,6 +338,10 @@ mod tests {
             ("ferry_files_total{op=\"size\"}", 1.0),
             (
                 "ferry_connections_refused_total{reason=\"max_sessions\"}",
+                1.0,
+            ),
+            (
+                "ferry_connections_refused_total{reason=\"proxy_header\"}",
                 1.0,
             ),
         ] {

@@ -77,4 +77,9 @@ pub enum LimitReached {
     /// connect, so it cannot hold session slots until its login timeout.
     #[error("too many failed logins from your address; try again later")]
     IpBanned,
+    /// A PROXY protocol header from outside `proxy_from`, or none (or a malformed one) from a
+    /// load balancer inside it: the connection is closed without a reply, so this text is
+    /// only logged.
+    #[error("PROXY protocol header refused")]
+    ProxyHeader,
 }

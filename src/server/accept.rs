@@ -1,15 +1,18 @@
 //! The accept loop: session limits, per-connection libunftp servers, shutdown.
 //!
-//! Ferry owns the accept loop (after mini-redis): each accepted connection takes a session
-//! permit or gets 421, gets TCP_NODELAY, and is handed to a libunftp `Server` built for that one
-//! connection, whose storage backend shares a [`SessionLink`] with this loop. On shutdown the
-//! loop stops accepting, closes idle sessions with 421, lets running transfers finish within the
-//! grace period, then closes what is left.
+//! Ferry owns the accept loop (after mini-redis): each accepted connection gets its own task,
+//! which learns who the client is (from a PROXY header when the connection came from a load
+//! balancer in `proxy_from`, see [`super::proxy`]), takes a session permit or gets 421, gets
+//! TCP_NODELAY, and is handed to a libunftp `Server` built for that one connection, whose
+//! storage backend shares a [`SessionLink`] with this loop. On shutdown the loop stops
+//! accepting, closes idle sessions with 421, lets running transfers finish within the grace
+//! period, then closes what is left.
 
 use super::limits::{LimitReached, SessionLimiter};
 use super::login_deadline::serve_with_login_deadline;
 use super::passive::PassiveBinder;
 use super::probe::AdminView;
+use super::proxy::{Intake, ProxyTrust};
 use super::session::{CLOSE_FALLBACK, ServerState, SessionLink};
 use crate::accounts::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::accounts::login_guard::LoginGuard;
@@ -26,6 +29,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,6 +116,9 @@ struct Shared<A> {
     login_guard: Option<Arc<LoginGuard>>,
     /// The bucket holding the homes, when `root` is `s3://…`; None: the local filesystem.
     bucket: Option<Arc<Bucket>>,
+    /// The load balancers whose PROXY headers name the client (`proxy_from`), on control and
+    /// passive data connections.
+    proxy: Arc<ProxyTrust>,
 }
 
 /// A bound, not yet serving, Ferry server.
@@ -180,6 +187,7 @@ where
             ftps,
             login_guard,
             bucket,
+            proxy: Arc::new(ProxyTrust::new(config.proxy_from.clone())),
             authenticator,
             logger,
             config,
@@ -262,15 +270,29 @@ where
             "tls_implicit_bind" => implicit_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()));
         let mut session_tasks = JoinSet::new();
         tokio::pin!(shutdown);
+        // After the shutdown signal, `shutdown_drain` of still accepting while /ready says 503.
+        let mut draining: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             let (accepted, start) = tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if draining.is_none() => {
+                    let drain = shared.config.shutdown_drain;
+                    if drain.is_zero() {
+                        break;
+                    }
+                    shared.state.begin_draining();
+                    slog::info!(shared.logger, "draining: /ready reports not ready, new sessions still accepted"; "drain_secs" => drain.as_secs());
+                    draining = Some(Box::pin(tokio::time::sleep(drain)));
+                    continue;
+                }
+                _ = until(&mut draining) => break,
                 accepted = listener.accept() => (accepted, ControlStart::Plain),
                 accepted = accept_on(implicit_listener.as_ref()) => (accepted, ControlStart::ImplicitTls),
                 Some(_) = session_tasks.join_next(), if !session_tasks.is_empty() => continue,
             };
             match accepted {
-                Ok((stream, client)) => admit(&shared, stream, client, start, &mut session_tasks),
+                Ok((stream, peer)) => {
+                    session_tasks.spawn(serve_connection(shared.clone(), stream, peer, start));
+                }
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning on the error.
                     slog::warn!(shared.logger, "accept failed"; "error" => %error);
@@ -288,6 +310,14 @@ where
             admin.stop().await;
         }
         Ok(())
+    }
+}
+
+/// Completes when `deadline` passes; never, without one.
+async fn until(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(deadline) => deadline.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -320,17 +350,40 @@ fn bind_control_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG as u32)
 }
 
-/// Starts a session for an accepted connection, or turns it away with 421.
-fn admit<A>(
-    shared: &Arc<Shared<A>>,
-    stream: TcpStream,
-    client: SocketAddr,
+/// Serves an accepted connection to its end: finds its client (the PROXY header's, when it
+/// came from a load balancer in `proxy_from`), then serves it a session or turns it away.
+async fn serve_connection<A>(
+    shared: Arc<Shared<A>>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
     start: ControlStart,
-    session_tasks: &mut JoinSet<()>,
 ) where
     A: Authenticator + UserDetailProvider<User = FerryUser> + 'static,
 {
     let _ = stream.set_nodelay(true);
+    let client = match shared.proxy.control_client(&mut stream, peer).await {
+        Ok(Intake::Client(client)) => client,
+        Ok(Intake::HealthCheck) => {
+            slog::debug!(shared.logger, "load balancer health check"; "peer" => %peer);
+            return;
+        }
+        Err(refusal) => {
+            slog::warn!(shared.logger, "connection refused"; "peer" => %peer, "reason" => %refusal);
+            shared
+                .audit
+                .metrics()
+                .connection_refused(LimitReached::ProxyHeader);
+            return;
+        }
+    };
+    // `serve` may have stopped accepting since (a PROXY header takes its time).
+    if shared.state.is_shutting_down() {
+        if start == ControlStart::Plain {
+            let reply = format!("421 {SHUTDOWN_REPLY}\r\n");
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+        return;
+    }
     let banned = shared
         .login_guard
         .as_ref()
@@ -345,17 +398,14 @@ fn admit<A>(
         Err(limit) => {
             slog::warn!(shared.logger, "connection refused"; "client" => %client, "reason" => %limit);
             shared.audit.metrics().connection_refused(limit);
-            session_tasks.spawn(async move {
-                let mut stream = stream;
-                // An implicit-FTPS client expects a TLS handshake: plaintext would be garbage
-                // to it, and a handshake per refused connection is what a flood would want.
-                if start == ControlStart::Plain {
-                    let _ = stream
-                        .write_all(format!("421 {limit}\r\n").as_bytes())
-                        .await;
-                }
-                let _ = stream.shutdown().await;
-            });
+            // An implicit-FTPS client expects a TLS handshake: plaintext would be garbage to it,
+            // and a handshake per refused connection is what a flood would want.
+            if start == ControlStart::Plain {
+                let _ = stream
+                    .write_all(format!("421 {limit}\r\n").as_bytes())
+                    .await;
+            }
+            let _ = stream.shutdown().await;
             return;
         }
     };
@@ -369,39 +419,45 @@ fn admit<A>(
     let id = shared.next_session_id.fetch_add(1, Ordering::Relaxed);
     lock(&shared.sessions).insert(id, link.clone());
 
-    let shared = shared.clone();
-    session_tasks.spawn(async move {
-        let _permit = permit;
-        let started = Instant::now();
-        match build_session_server(&shared, link.clone(), id) {
-            Ok(server) => {
-                let service = async {
-                    let _ = match start {
-                        ControlStart::Plain => server.service(stream).await,
-                        ControlStart::ImplicitTls => server.service_implicit_tls(stream).await,
-                    };
+    let _permit = permit;
+    let started = Instant::now();
+    match build_session_server(&shared, link.clone(), id) {
+        Ok(server) => {
+            // The client, not the peer, for libunftp too; and how to find the client behind
+            // each passive data connection (libunftp patch `proxy-peer`).
+            let data_peers = shared.proxy.clone();
+            let service = async {
+                let _ = match start {
+                    ControlStart::Plain => {
+                        server.service_with_peer(stream, client, data_peers).await
+                    }
+                    ControlStart::ImplicitTls => {
+                        server
+                            .service_implicit_tls_with_peer(stream, client, data_peers)
+                            .await
+                    }
                 };
-                let timeout = shared.config.login_timeout;
-                serve_with_login_deadline(service, &link, timeout, &shared.logger).await;
-            }
-            Err(error) => slog::error!(shared.logger, "could not start session"; "error" => %error),
+            };
+            let timeout = shared.config.login_timeout;
+            serve_with_login_deadline(service, &link, timeout, &shared.logger).await;
         }
-        if let Some(user) = link.user() {
-            let host = link.host();
-            shared.audit.record(AuditRecord {
-                op: Op::Logout,
-                user: &user,
-                client_ip: client.ip(),
-                host: host.as_deref(),
-                path: "",
-                bytes: None,
-                duration: started.elapsed(),
-                outcome: Outcome::Ok,
-            });
-        }
-        lock(&shared.sessions).remove(&id);
-        shared.state.notify_activity();
-    });
+        Err(error) => slog::error!(shared.logger, "could not start session"; "error" => %error),
+    }
+    if let Some(user) = link.user() {
+        let host = link.host();
+        shared.audit.record(AuditRecord {
+            op: Op::Logout,
+            user: &user,
+            client_ip: client.ip(),
+            host: host.as_deref(),
+            path: "",
+            bytes: None,
+            duration: started.elapsed(),
+            outcome: Outcome::Ok,
+        });
+    }
+    lock(&shared.sessions).remove(&id);
+    shared.state.notify_activity();
 }
 
 /// A libunftp server configured for exactly one connection; its storage shares `link`.

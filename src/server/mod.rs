@@ -1,5 +1,5 @@
 //! The server: the accept loop, one libunftp server per connection, session limits, the
-//! passive-port binder, the pre-login deadline, and graceful shutdown.
+//! passive-port binder, the pre-login deadline, the PROXY protocol, and graceful shutdown.
 //!
 //! This is the top of the dependency graph: it wires `accounts` (the authenticator), `storage`
 //! (the backend, given each session's [`session::SessionLink`] through the
@@ -14,6 +14,7 @@ pub mod limits;
 pub mod login_deadline;
 pub mod passive;
 mod probe;
+mod proxy;
 pub mod session;
 
 pub use accept::{

@@ -24,7 +24,7 @@ impl ServerProbe for AdminView {
     }
 
     fn shutting_down(&self) -> bool {
-        self.state.is_shutting_down()
+        self.state.is_leaving()
     }
 
     fn check_users(&self) -> Result<(), String> {

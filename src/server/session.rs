@@ -32,6 +32,9 @@ pub const CLOSE_FALLBACK: Duration = Duration::from_secs(2);
 pub struct ServerState {
     /// Set once shutdown begins: no new transfers start.
     shutting_down: AtomicBool,
+    /// Set when a termination signal arrives and `shutdown_drain` is not zero: `/ready` answers
+    /// 503 so a load balancer sends new sessions elsewhere, while everything else goes on.
+    draining: AtomicBool,
     /// Transfers running in all sessions.
     transfers: AtomicUsize,
     /// Most transfers at once (`max_transfers`): each holds a blocking thread.
@@ -50,6 +53,7 @@ impl ServerState {
     pub fn new(max_transfers: usize) -> Self {
         ServerState {
             shutting_down: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             transfers: AtomicUsize::new(0),
             max_transfers,
             activity: Notify::new(),
@@ -62,6 +66,16 @@ impl ServerState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Draining before shutdown, or shutting down: either way, not taking new sessions for
+    /// long, so not ready.
+    pub fn is_leaving(&self) -> bool {
+        self.draining.load(Ordering::SeqCst) || self.is_shutting_down()
     }
 
     pub fn running_transfers(&self) -> usize {

@@ -383,7 +383,7 @@ where
 }
 
 /// A TCP connection to `addr` from the local address `source`.
-async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> TcpStream {
+pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> TcpStream {
     let socket = match source {
         std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
         std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),

@@ -257,7 +257,17 @@ impl TlsRawSession {
         server: SocketAddr,
         config: Arc<ClientConfig>,
     ) -> std::io::Result<TlsRawSession> {
-        let tls = tls_connect(&config, TcpStream::connect(server).await?).await?;
+        Self::connect_implicit_over(TcpStream::connect(server).await?, config, server).await
+    }
+
+    /// As [`TlsRawSession::connect_implicit`], over a connection already made to `server` (one
+    /// that has sent a PROXY header, say).
+    pub async fn connect_implicit_over(
+        stream: TcpStream,
+        config: Arc<ClientConfig>,
+        server: SocketAddr,
+    ) -> std::io::Result<TlsRawSession> {
+        let tls = tls_connect(&config, stream).await?;
         let mut session = TlsRawSession {
             stream: BufReader::new(tls),
             config,

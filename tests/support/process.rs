@@ -30,16 +30,27 @@ impl FerryProcess {
     pub async fn start(dir: &Path, extra: &[&str]) -> FerryProcess {
         let root: PathBuf = dir.join("root");
         let users = dir.join("users.toml");
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+            "--root".into(),
+            root.to_string_lossy().into_owned(),
+            "--users".into(),
+            users.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        FerryProcess::start_with(dir, &args).await
+    }
+
+    /// Starts `ferry serve ARGS --log-format json` in `dir`, with no `FERRY_*` variables: the
+    /// caller gives every setting (bind, root, users...) as flags.
+    pub async fn start_with(dir: &Path, args: &[String]) -> FerryProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .current_dir(dir)
             .env_clear()
             .arg("serve")
-            .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
-            .arg("--root")
-            .arg(&root)
-            .arg("--users")
-            .arg(&users)
-            .args(extra)
+            .args(["--log-format", "json"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -88,11 +99,12 @@ impl FerryProcess {
         matches: impl Fn(&str) -> bool,
     ) -> String {
         let found = tokio::time::timeout(timeout, async {
+            // The reader ends with the process: then no line will match.
             let lines = self
                 .log
                 .wait_for(|lines| lines.iter().any(|line| matches(line)))
                 .await
-                .expect("log reader alive");
+                .ok()?;
             lines.iter().find(|line| matches(line)).cloned()
         })
         .await;

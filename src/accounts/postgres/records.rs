@@ -8,10 +8,10 @@ use super::connection::query;
 use super::error::DatabaseError;
 use crate::accounts::password::validate_phc;
 use crate::accounts::users::{
-    ALL_SHORTHAND, Permissions, READ_ONLY_SHORTHAND, UserRecord, UsersFile, parse_network,
-    validate_home, validate_user_name,
+    ALL_SHORTHAND, Permissions, READ_ONLY_SHORTHAND, UserRecord, UsersFile, validate_home,
+    validate_user_name,
 };
-use crate::config::UsersDatabase;
+use crate::config::{UsersDatabase, parse_network};
 use tokio_postgres::{Client, Row};
 
 const SELECT_USERS: &str = "SELECT name, password_hash, home, permissions, enabled, \

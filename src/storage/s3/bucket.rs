@@ -314,6 +314,9 @@ impl Bucket {
                 | "PermanentRedirect"
                 | "IllegalLocationConstraintException",
             ) => "s3_region",
+            _ if failure.message.contains("credentials") => {
+                "credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, s3_credentials_file)"
+            }
             _ if failure.status.is_none() => "s3_endpoint",
             _ => "root",
         };

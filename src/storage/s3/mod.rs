@@ -13,6 +13,7 @@
 
 mod bucket;
 mod journal;
+mod known_dirs;
 mod pages;
 mod upload;
 
@@ -25,6 +26,7 @@ use super::store::{CommitGate, Entry, EntryKind, Listing, Replace, Store, StoreE
 use crate::transfer::{Incoming, Outgoing};
 use async_trait::async_trait;
 use bucket::S3Failure;
+use known_dirs::KnownDirs;
 use pages::{FILE_MODE, ObjectPages, directory};
 use std::io;
 use std::path::Path;
@@ -48,6 +50,8 @@ pub struct S3Store {
     /// The home's key prefix (`PREFIX/H/`), once logged in.
     home: Option<String>,
     data_timeout: Duration,
+    /// Directories this session saw exist lately: uploads into one ask about it once.
+    known_dirs: KnownDirs,
 }
 
 impl S3Store {
@@ -56,6 +60,7 @@ impl S3Store {
             bucket,
             home: None,
             data_timeout,
+            known_dirs: KnownDirs::default(),
         }
     }
 
@@ -104,11 +109,27 @@ impl S3Store {
             return Ok(Some(directory(None)));
         }
         let prefix = self.dir_prefix(path)?;
-        let keys = self.keys_under(&prefix, 1).await?;
-        Ok(keys.first().map(|(key, modified)| {
-            // A marker's time is the directory's; a directory known only from its contents has none.
-            directory(modified.filter(|_| *key == prefix))
-        }))
+        if self.known_dirs.contains(&prefix) {
+            return Ok(Some(directory(None)));
+        }
+        let found = self.look_up_directory(&prefix).await?;
+        if found.is_some() {
+            self.known_dirs.remember(&prefix);
+        }
+        Ok(found)
+    }
+
+    async fn look_up_directory(&self, prefix: &str) -> Result<Option<Entry>, StoreError> {
+        // A directory made with MKD has a marker: one HeadObject, which costs the same
+        // whatever the bucket holds (a listing can cost more on some services).
+        match self.head(prefix).await {
+            Ok(marker) => return Ok(Some(directory(marker.modified))),
+            Err(failure) if failure.is_not_found() => {}
+            Err(failure) => return Err(failure.into()),
+        }
+        // Without a marker, a directory exists while any key lies under it.
+        let keys = self.keys_under(prefix, 1).await?;
+        Ok(keys.first().map(|_| directory(None)))
     }
 
     /// Up to `max` keys under `prefix` (no delimiter: nested ones too), with their times.
@@ -181,8 +202,9 @@ impl S3Store {
         }
     }
 
-    /// Where a new file or directory named `path` may go: its parent is a directory, and no
-    /// directory has its name.
+    /// Where a new file or directory named `path` may go: its parent is a directory. (A key
+    /// and a prefix of one name can coexist in S3; a file named like a directory is not
+    /// refused, which saves a listing per upload.)
     async fn check_new_name(&self, path: &UserPath) -> Result<(), StoreError> {
         let (parent, _) = path.split_parent().ok_or(StoreError::NotAFile)?;
         if self.directory(&parent).await?.is_none() {
@@ -190,9 +212,6 @@ impl S3Store {
                 Ok(_) => StoreError::NotADirectory,
                 Err(error) => error,
             });
-        }
-        if self.directory(path).await?.is_some() {
-            return Err(StoreError::NotAFile);
         }
         Ok(())
     }
@@ -497,9 +516,9 @@ impl Store for S3Store {
         if path.is_home() || self.existing_len(&key).await?.is_some() {
             return Err(StoreError::AlreadyExists);
         }
-        match self.check_new_name(path).await {
-            Err(StoreError::NotAFile) => return Err(StoreError::AlreadyExists),
-            checked => checked?,
+        self.check_new_name(path).await?;
+        if self.directory(path).await?.is_some() {
+            return Err(StoreError::AlreadyExists);
         }
         let request = self
             .bucket
@@ -509,6 +528,7 @@ impl Store for S3Store {
             .key(format!("{key}/"))
             .if_none_match("*");
         self.bucket.call("PutObject", request.send()).await?;
+        self.known_dirs.remember(&format!("{key}/"));
         Ok(())
     }
 
@@ -525,7 +545,10 @@ impl Store for S3Store {
                 Some(_) => StoreError::NotADirectory,
                 None => StoreError::NotFound,
             }),
-            [(marker, _)] if *marker == prefix => self.delete(&prefix).await,
+            [(marker, _)] if *marker == prefix => {
+                self.known_dirs.forget(&prefix);
+                self.delete(&prefix).await
+            }
             _ => Err(StoreError::DirectoryNotEmpty),
         }
     }
@@ -542,6 +565,11 @@ impl Store for S3Store {
             return Ok(());
         }
         self.check_new_name(to).await?;
+        // Onto a directory: refused, as rename(2) refuses a file over a directory, and two
+        // trees are never merged.
+        if self.directory(to).await?.is_some() {
+            return Err(StoreError::AlreadyExists);
+        }
         if source.kind == EntryKind::File {
             self.copy_object(&from_key, &to_key, source.len).await?;
             return self.delete(&from_key).await;
@@ -562,6 +590,7 @@ impl Store for S3Store {
             self.copy_object(key, &format!("{to_prefix}{rest}"), *len)
                 .await?;
         }
+        self.known_dirs.forget(&from_prefix);
         for (key, _) in &keys {
             self.delete(key).await?;
         }

@@ -645,8 +645,26 @@ where
 /// session_arc: the user session that is also shared with the control channel.
 /// socket: the data socket we'll be working with.
 #[tracing_attributes::instrument]
-pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, mut socket: TcpStream)
+pub async fn spawn_processing<Storage, User>(logger: slog::Logger, session_arc: SharedSession<Storage, User>, socket: TcpStream)
 where
+    Storage: StorageBackend<User> + 'static,
+    Storage::Metadata: Metadata,
+    User: UserDetail + 'static,
+{
+    // FERRY PATCH (proxy-peer)
+    let client = socket.peer_addr();
+    spawn_processing_from(logger, session_arc, socket, client).await
+}
+
+/// FERRY PATCH (proxy-peer): [`spawn_processing`] for a data connection whose client is
+/// `client` (found by a `DataPeerResolver` when it came through a proxy), which must be the
+/// control connection's client.
+pub(crate) async fn spawn_processing_from<Storage, User>(
+    logger: slog::Logger,
+    session_arc: SharedSession<Storage, User>,
+    mut socket: TcpStream,
+    client: std::io::Result<std::net::SocketAddr>,
+) where
     Storage: StorageBackend<User> + 'static,
     Storage::Metadata: Metadata,
     User: UserDetail + 'static,
@@ -657,7 +675,8 @@ where
     let command_executor = {
         let mut session = session_arc.lock().await;
 
-        match socket.peer_addr() {
+        match client {
+            // FERRY PATCH (proxy-peer)
             Ok(datachan_addr) => {
                 let controlchan_ip = session.source.ip();
                 // FERRY PATCH (pasv-dual-stack): compare addresses, not their v4-mapped spellings.

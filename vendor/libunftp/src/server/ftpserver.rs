@@ -1062,7 +1062,7 @@ where
     /// too: the control loop answers `421` and closes the connection (inside TLS when the
     /// connection is secured); past the grace period the loop is aborted. Upstream ignored it here.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
-        self.serve_connection(tcp_stream, false).await
+        self.serve_connection(tcp_stream, false, None).await // FERRY PATCH (proxy-peer)
     }
 
     /// FERRY PATCH (implicit-tls): as [`service`](Server::service), for a connection that speaks
@@ -1070,10 +1070,43 @@ where
     /// (bounded, 10 s) comes before the greeting, and the session starts secured, its data
     /// connections protected (as after `AUTH TLS`, `PBSZ 0` and `PROT P`). Needs FTPS configured.
     pub async fn service_implicit_tls(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
-        self.serve_connection(tcp_stream, true).await
+        self.serve_connection(tcp_stream, true, None).await // FERRY PATCH (proxy-peer)
     }
 
-    async fn serve_connection(self, tcp_stream: tokio::net::TcpStream, implicit_tls: bool) -> std::result::Result<(), crate::server::ControlChanError> {
+    /// FERRY PATCH (proxy-peer): as [`service`](Server::service), for a connection that came
+    /// through a proxy (a TCP load balancer speaking the PROXY protocol, whose header the caller
+    /// has already read off `tcp_stream`). `client` is the client's address, used wherever the
+    /// connection's peer address would be: the authenticator's source IP, the PORT/EPRT and
+    /// passive data connection checks, logs and STAT. `data_peers` finds the client behind each
+    /// passive data connection, which must be `client` as for a direct connection.
+    pub async fn service_with_peer(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        client: SocketAddr,
+        data_peers: Arc<dyn options::DataPeerResolver>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream, false, Some((client, data_peers))).await
+    }
+
+    /// FERRY PATCH (proxy-peer): [`service_with_peer`](Server::service_with_peer) for implicit
+    /// FTPS (see [`service_implicit_tls`](Server::service_implicit_tls)).
+    pub async fn service_implicit_tls_with_peer(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        client: SocketAddr,
+        data_peers: Arc<dyn options::DataPeerResolver>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.serve_connection(tcp_stream, true, Some((client, data_peers))).await
+    }
+
+    // FERRY PATCH (proxy-peer): `peer`, the client behind a proxy and how to find it on data
+    // connections.
+    async fn serve_connection(
+        self,
+        tcp_stream: tokio::net::TcpStream,
+        implicit_tls: bool,
+        peer: Option<(SocketAddr, Arc<dyn options::DataPeerResolver>)>,
+    ) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
@@ -1082,6 +1115,11 @@ where
         // FERRY PATCH (implicit-tls)
         let mut loop_config: controlchan::LoopConfig<Storage, User> = (&options).into();
         loop_config.implicit_tls = implicit_tls;
+        // FERRY PATCH (proxy-peer)
+        if let Some((client, data_peers)) = peer {
+            loop_config.client = Some(client);
+            loop_config.data_peers = Some(data_peers);
+        }
         let result = controlchan::spawn_loop::<Storage, User>(loop_config, tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
         match result {
             Err(err) => {

@@ -119,6 +119,9 @@ where
     /// FERRY PATCH (ascii-type): TYPE A is in force: transfers convert line endings. Sessions
     /// start in TYPE I, as upstream always was (see `Type`).
     pub ascii: bool,
+    /// FERRY PATCH (proxy-peer): finds the client behind each passive data connection when the
+    /// session came through a proxy (`Server::service_with_peer`); None: its TCP peer.
+    pub data_peers: Option<Arc<dyn crate::options::DataPeerResolver>>,
 }
 
 impl<Storage, User> Session<Storage, User>
@@ -155,6 +158,7 @@ where
             binder: None,
             mlst_facts: crate::server::controlchan::commands::mlst::MLST_FACTS.to_vec(),
             ascii: false, // FERRY PATCH (ascii-type)
+            data_peers: None, // FERRY PATCH (proxy-peer)
         }
     }
 

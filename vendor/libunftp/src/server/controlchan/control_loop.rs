@@ -78,6 +78,11 @@ where
     /// FTPS): the handshake comes before the greeting, and the session starts as after
     /// `AUTH TLS`, `PBSZ 0` and `PROT P`.
     pub implicit_tls: bool,
+    /// FERRY PATCH (proxy-peer): the client's address when the connection came through a proxy
+    /// (`Server::service_with_peer`), used wherever the peer address would be; None: the peer.
+    pub client: Option<SocketAddr>,
+    /// FERRY PATCH (proxy-peer): finds the client behind each passive data connection.
+    pub data_peers: Option<Arc<dyn crate::options::DataPeerResolver>>,
 }
 
 /// Does TCP processing when an FTP client connects
@@ -115,6 +120,9 @@ where
         active_passive_mode,
         binder,
         implicit_tls,
+        // FERRY PATCH (proxy-peer)
+        client,
+        data_peers,
         ..
     } = config;
 
@@ -122,7 +130,12 @@ where
     let storage_features = storage.supported_features();
     let (control_msg_tx, mut control_msg_rx): (Sender<ControlChanMsg>, Receiver<ControlChanMsg>) = channel(1);
     let local_addr = tcp_stream.local_addr()?;
-    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), tcp_stream.peer_addr()?)
+    // FERRY PATCH (proxy-peer): behind a proxy the client is not the TCP peer.
+    let source = match client {
+        Some(client) => client,
+        None => tcp_stream.peer_addr()?,
+    };
+    let mut session: Session<Storage, User> = Session::new(Arc::new(storage), source)
         .ftps(ftps_config.clone())
         .metrics(collect_metrics)
         .control_msg_tx(control_msg_tx.clone())
@@ -131,6 +144,7 @@ where
     if let Some(b) = binder.lock().unwrap().take() {
         session = session.binder(b);
     }
+    session.data_peers = data_peers; // FERRY PATCH (proxy-peer)
     // FERRY PATCH (implicit-tls): upstream's control loop always began in plaintext, so the
     // control connection could only be secured with AUTH TLS (explicit FTPS).
     let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = if implicit_tls {

@@ -76,6 +76,9 @@ where
             binder: server.binder.clone(),
             // FERRY PATCH (implicit-tls): set by `Server::service_implicit_tls`.
             implicit_tls: false,
+            // FERRY PATCH (proxy-peer): set by `Server::service_with_peer`.
+            client: None,
+            data_peers: None,
         }
     }
 }

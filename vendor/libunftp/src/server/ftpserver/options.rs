@@ -15,6 +15,9 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 use tokio::net::TcpSocket;
+// FERRY PATCH (proxy-peer): for DataPeerResolver.
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
 
 // Once we're sure about the types of these I think its good to expose it to the API user so that
 // he/she can see what our server defaults are.
@@ -31,6 +34,22 @@ pub trait Binder: Debug + Send {
     /// Create a [`tokio::net::TcpSocket`] and bind it to the given address, with a port in the
     /// given range.
     async fn bind(&mut self, local_addr: IpAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket>;
+}
+
+/// FERRY PATCH (proxy-peer): finds the client behind a passive data connection, for a server
+/// whose clients reach it through a proxy (a TCP load balancer speaking the PROXY protocol),
+/// given to [`Server::service_with_peer`](crate::Server::service_with_peer).
+///
+/// The data connection is accepted only when the address returned is the control connection's
+/// client address, as it is for a connection that came straight from the client.
+#[async_trait]
+pub trait DataPeerResolver: Debug + Send + Sync {
+    /// Called for each passive data connection as soon as it is accepted, before anything is read
+    /// from it or written to it (a TLS handshake included), with the address it came from.
+    /// Returns the client's address: `peer` itself for a direct connection, or the address a
+    /// proxy named in a header it sent first, which this call reads off the stream. An error
+    /// closes the connection.
+    async fn resolve(&self, stream: &mut TcpStream, peer: SocketAddr) -> io::Result<SocketAddr>;
 }
 
 /// The option to [ServerBuilder::passive_host](crate::ServerBuilder::passive_host). It allows the user to specify how the IP address

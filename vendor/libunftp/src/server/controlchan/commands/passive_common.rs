@@ -104,13 +104,26 @@ where
     let reply = cmd.build_reply(&args, port).await?;
     if reply.is_positive() {
         setup_inter_loop_comms(args.session.clone(), args.tx_control_chan.clone()).await;
+        let data_peers = args.session.lock().await.data_peers.clone(); // FERRY PATCH (proxy-peer)
         // Open the data connection in a new task and process it.
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
             let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
             match r {
-                Ok(Ok((socket, _socket_addr))) => datachan::spawn_processing(args.logger, args.session, socket).await,
+                // FERRY PATCH (proxy-peer): behind a proxy, the data connection's client is the
+                // one its PROXY header names; the resolver reads that header before anything else
+                // (TLS included) touches the connection. The same-client check then applies to it.
+                Ok(Ok((mut socket, socket_addr))) => {
+                    let client = match data_peers {
+                        Some(resolver) => resolver.resolve(&mut socket, socket_addr).await,
+                        None => Ok(socket_addr),
+                    };
+                    match client {
+                        Ok(client) => datachan::spawn_processing_from(args.logger, args.session, socket, Ok(client)).await,
+                        Err(e) => slog::warn!(args.logger, "Refusing data connection from {}: {}", socket_addr, e),
+                    }
+                }
                 // FERRY PATCH (passive-superseded): Ferry's binder stops a session's pending
                 // listener when the client asks for another passive port, which fails this accept
                 // with EINVAL. That is the client's doing, not a server error: at error level a
