@@ -11,7 +11,26 @@ EXIT_CONFIG=2
 [ "$#" -gt 0 ] || set -- serve
 users_file="${FERRY_USERS:-/etc/ferry/users.toml}"
 
-if [ "$1" = serve ] && [ ! -e "$users_file" ]; then
+case "$users_file" in
+postgres://* | postgresql://*)
+    # Accounts in PostgreSQL, shared by every instance: each one may try to add the first
+    # user; all but the first find it there already, which is fine.
+    if [ "$1" = serve ] && [ -n "${FERRY_INIT_USER:-}" ]; then
+        password="${FERRY_INIT_PASSWORD:-}"
+        if [ -n "${FERRY_INIT_PASSWORD_FILE:-}" ]; then
+            password=$(head -n 1 "$FERRY_INIT_PASSWORD_FILE")
+        fi
+        if [ -n "$password" ]; then
+            printf '%s\n' "$password" |
+                ferry user add "$FERRY_INIT_USER" --password-stdin 2>/dev/null ||
+                echo "ferry-entrypoint: $FERRY_INIT_USER not added (the account exists already, or the database is not reachable yet)" >&2
+        fi
+    fi
+    users_file=""
+    ;;
+esac
+
+if [ "$1" = serve ] && [ -n "$users_file" ] && [ ! -e "$users_file" ]; then
     password="${FERRY_INIT_PASSWORD:-}"
     if [ -n "${FERRY_INIT_PASSWORD_FILE:-}" ]; then
         password=$(head -n 1 "$FERRY_INIT_PASSWORD_FILE")

@@ -1,9 +1,12 @@
 //! Several Ferry instances behind one address: a real HAProxy (send-proxy-v2, health checks on
 //! `/ready`) in front of two `ferry serve` processes that share their files (an S3 bucket on
-//! moto's server) and their accounts, as `docker/compose.scale.yaml` runs them. The balancer
+//! moto's server) and their accounts and bans (PostgreSQL), as `docker/compose.scale.yaml`
+//! runs them. The balancer
 //! is 127.0.0.1, the instances 127.0.0.11 and 127.0.0.12, the clients 127.0.0.2 and up.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
 #[path = "common/s3.rs"]
 mod s3;
 mod support;
@@ -38,6 +41,8 @@ struct Deployment {
     bucket: String,
     instances: Vec<Instance>,
     haproxy: Haproxy,
+    /// The accounts every instance shares.
+    accounts: postgres::TestDatabase,
     /// One deployment at a time: each takes a handful of fixed ports (found free, then bound
     /// by other processes), and two at once would pick the same ones.
     _alone: tokio::sync::MutexGuard<'static, ()>,
@@ -53,8 +58,10 @@ impl Deployment {
         let client = s3::client(endpoint);
         let bucket = s3::new_bucket(&client).await;
         let credentials = s3::credentials_file(dir.path());
-        let users = dir.path().join("users.toml");
-        common::write_users_file(&users, &common::default_users());
+        let accounts = postgres::TestDatabase::with_schema().await;
+        accounts.add_user("alice", common::ALL, "").await;
+        let password_file = dir.path().join("pg-password");
+        std::fs::write(&password_file, accounts.password()).expect("password file");
         let mut instances = Vec::new();
         let mut backends = Vec::new();
         for (index, ip) in INSTANCES.into_iter().enumerate() {
@@ -72,7 +79,13 @@ impl Deployment {
                 "--s3-credentials-file",
                 &credentials.to_string_lossy(),
                 "--users",
-                &users.to_string_lossy(),
+                &accounts.url(),
+                "--users-password-file",
+                &password_file.to_string_lossy(),
+                "--failed-login-max-attempts",
+                "3",
+                "--max-sessions-per-ip",
+                "60",
                 "--passive-ports",
                 &format!("{}-{}", passive.start(), passive.end()),
                 "--passive-host",
@@ -102,6 +115,7 @@ impl Deployment {
             bucket,
             instances,
             haproxy,
+            accounts,
             _alone: alone,
         }
     }
@@ -331,4 +345,118 @@ async fn an_instance_refuses_connections_from_the_balancer_without_a_proxy_heade
         "closed without a greeting, got {:?}",
         read.map(|len| String::from_utf8_lossy(&first[..len]).into_owned())
     );
+}
+
+/// Runs `ferry user ARGS --users <the deployment's database>`, with `stdin` as its input.
+async fn ferry_user(deployment: &Deployment, args: &[&str], stdin: &str) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .arg("user")
+        .args(args)
+        .args(["--users", &deployment.accounts.url()])
+        .env("PGPASSWORD", deployment.accounts.password())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let stdin = stdin.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("run ferry user");
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.as_bytes())
+                .expect("write the password");
+        }
+        child.wait_with_output().expect("ferry user ends")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "ferry user {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The reply to `USER name` / `PASS password` from `client` through the balancer.
+async fn login_code(deployment: &Deployment, client: IpAddr, user: &str, password: &str) -> u32 {
+    let stream = connect_from(deployment.haproxy.control, client).await;
+    let mut raw = common::RawSession::over(stream).await;
+    if raw.greeting.0 != 220 {
+        return raw.greeting.0;
+    }
+    raw.send(format!("USER {user}")).await;
+    if raw.reply().await.0 != 331 {
+        return 0;
+    }
+    raw.send(format!("PASS {password}")).await;
+    raw.reply().await.0
+}
+
+/// Until `check` holds for both instances (two logins in a row go to both, round robin),
+/// at most 2 s after `since`.
+async fn within_two_seconds(since: Instant, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    loop {
+        if check().await && check().await {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(2),
+            "{what} within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_added_or_removed_anywhere_is_in_force_on_every_instance_within_two_seconds() {
+    let deployment = Deployment::start().await;
+    assert_eq!(
+        login_code(&deployment, CLIENT, "carol", "carol's password").await,
+        530
+    );
+    let added = Instant::now();
+    ferry_user(
+        &deployment,
+        &["add", "carol", "--password-stdin"],
+        "carol's password\n",
+    )
+    .await;
+    within_two_seconds(added, "carol logs in through either instance", async || {
+        login_code(&deployment, CLIENT, "carol", "carol's password").await == 230
+    })
+    .await;
+    let removed = Instant::now();
+    ferry_user(&deployment, &["remove", "carol"], "").await;
+    within_two_seconds(removed, "carol is refused by either instance", async || {
+        login_code(&deployment, CLIENT, "carol", "carol's password").await == 530
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_and_limits_follow_the_real_client_address_across_instances() {
+    let deployment = Deployment::start().await;
+    let guesser = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    // Three wrong passwords, spread over both instances by the balancer: one shared ban.
+    for _ in 0..3 {
+        assert_eq!(
+            login_code(&deployment, guesser, "alice", "wrong").await,
+            530
+        );
+    }
+    let banned = Instant::now();
+    within_two_seconds(
+        banned,
+        "the guesser is banned on both instances",
+        async || login_code(&deployment, guesser, "alice", PASSWORD).await == 421,
+    )
+    .await;
+    // Everyone else, also behind the same balancer address, is unaffected.
+    for _ in 0..2 {
+        assert_eq!(
+            login_code(&deployment, CLIENT, "alice", PASSWORD).await,
+            230
+        );
+    }
 }
