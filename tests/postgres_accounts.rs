@@ -13,45 +13,11 @@ use common::audit_capture::AuditCapture;
 use common::{ALL, PASSWORD, RawSession, TestServer};
 use ferry::accounts::users::UsersFile;
 use postgres::TestDatabase;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// How soon a change made anywhere must be in force on every instance.
 const PROPAGATION: Duration = Duration::from_secs(2);
-
-/// Runs the built `ferry user ARGS --users DATABASE` with `stdin`; panics unless it succeeds.
-async fn ferry_user(db: &TestDatabase, args: &[&str], stdin: &str) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .arg("user")
-        .args(args)
-        .args(["--users", &db.url()])
-        .env("PGPASSWORD", db.password())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let stdin = stdin.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().expect("run ferry user");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write the password");
-        child.wait_with_output().expect("ferry user ends")
-    })
-    .await
-    .expect("join");
-    assert!(
-        output.status.success(),
-        "ferry user {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// Waits, at most [`PROPAGATION`] from now, until the accounts `server` has loaded satisfy
 /// `done` (`what` names the change in the failure message).
@@ -125,12 +91,12 @@ async fn ferry_user_add_passwd_remove_reach_a_running_server_within_two_seconds(
     let server = db.start_server(|_| {}).await;
     assert_eq!(login_code(&server, "bob", PASSWORD).await, 530);
 
-    let said = ferry_user(
-        &db,
-        &["add", "bob", "--password-stdin"],
-        &format!("{PASSWORD}\n"),
-    )
-    .await;
+    let said = db
+        .ferry_user(
+            &["add", "bob", "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .await;
     assert!(said.contains("added user `bob`"), "{said}");
     until_accounts(&server, "`ferry user add`", |users| {
         users.get("bob").is_some()
@@ -147,12 +113,8 @@ async fn ferry_user_add_passwd_remove_reach_a_running_server_within_two_seconds(
         .users()
         .get("bob")
         .map(|bob| bob.password_hash.clone());
-    ferry_user(
-        &db,
-        &["passwd", "bob", "--password-stdin"],
-        "new password\n",
-    )
-    .await;
+    db.ferry_user(&["passwd", "bob", "--password-stdin"], "new password\n")
+        .await;
     until_accounts(&server, "`ferry user passwd`", |users| {
         users.get("bob").map(|bob| bob.password_hash.clone()) != old_hash
     })
@@ -161,14 +123,14 @@ async fn ferry_user_add_passwd_remove_reach_a_running_server_within_two_seconds(
     assert_eq!(login_code(&server, "bob", "new password").await, 230);
     bob.expect("NOOP", 200).await;
 
-    let listed = ferry_user(&db, &["list"], "").await;
+    let listed = db.ferry_user(&["list"], "").await;
     assert!(
         listed.lines().any(|line| line.starts_with("bob ")),
         "{listed}"
     );
     assert!(!listed.contains("argon2"), "{listed}");
 
-    ferry_user(&db, &["remove", "bob"], "").await;
+    db.ferry_user(&["remove", "bob"], "").await;
     closed_with_421(&mut bob).await;
     assert_eq!(login_code(&server, "bob", "new password").await, 530);
 }

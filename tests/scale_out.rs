@@ -347,37 +347,6 @@ async fn an_instance_refuses_connections_from_the_balancer_without_a_proxy_heade
     );
 }
 
-/// Runs `ferry user ARGS --users <the deployment's database>`, with `stdin` as its input.
-async fn ferry_user(deployment: &Deployment, args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
-    command
-        .arg("user")
-        .args(args)
-        .args(["--users", &deployment.accounts.url()])
-        .env("PGPASSWORD", deployment.accounts.password())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let stdin = stdin.to_owned();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().expect("run ferry user");
-        if let Some(mut input) = child.stdin.take() {
-            input
-                .write_all(stdin.as_bytes())
-                .expect("write the password");
-        }
-        child.wait_with_output().expect("ferry user ends")
-    })
-    .await
-    .expect("join");
-    assert!(
-        output.status.success(),
-        "ferry user {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// The reply to `USER name` / `PASS password` from `client` through the balancer.
 async fn login_code(deployment: &Deployment, client: IpAddr, user: &str, password: &str) -> u32 {
     let stream = connect_from(deployment.haproxy.control, client).await;
@@ -416,18 +385,19 @@ async fn an_account_added_or_removed_anywhere_is_in_force_on_every_instance_with
         530
     );
     let added = Instant::now();
-    ferry_user(
-        &deployment,
-        &["add", "carol", "--password-stdin"],
-        "carol's password\n",
-    )
-    .await;
+    deployment
+        .accounts
+        .ferry_user(&["add", "carol", "--password-stdin"], "carol's password\n")
+        .await;
     within_two_seconds(added, "carol logs in through either instance", async || {
         login_code(&deployment, CLIENT, "carol", "carol's password").await == 230
     })
     .await;
     let removed = Instant::now();
-    ferry_user(&deployment, &["remove", "carol"], "").await;
+    deployment
+        .accounts
+        .ferry_user(&["remove", "carol"], "")
+        .await;
     within_two_seconds(removed, "carol is refused by either instance", async || {
         login_code(&deployment, CLIENT, "carol", "carol's password").await == 530
     })

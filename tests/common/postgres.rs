@@ -152,6 +152,39 @@ impl TestDatabase {
         }
     }
 
+    /// Runs the built `ferry user ARGS --users DATABASE` with `stdin`; panics unless it succeeds.
+    pub async fn ferry_user(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
+            .arg("user")
+            .args(args)
+            .args(["--users", &self.url()])
+            .env("PGPASSWORD", self.password())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let stdin = stdin.to_owned();
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().expect("run ferry user");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(stdin.as_bytes())
+                .expect("write the password");
+            child.wait_with_output().expect("ferry user ends")
+        })
+        .await
+        .expect("join");
+        assert!(
+            output.status.success(),
+            "ferry user {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     pub async fn sql(&self, statement: &str) {
         self.client
             .batch_execute(statement)
