@@ -39,21 +39,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// A bucket root must answer before the configuration counts as OK.
-fn check_storage(config: &ferry::config::Config) -> Result<(), String> {
-    if config.bucket.is_none() {
-        return Ok(());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| format!("could not start the async runtime: {error}"))?;
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    runtime
-        .block_on(ferry::server::check_storage(config, &logger))
-        .map_err(|error| error.to_string())
-}
-
 fn serve(args: &ServeArgs) -> ExitCode {
     // Lossy rather than `var(..).ok()`: a non-UTF-8 value then fails visibly (e.g. "root does
     // not exist") instead of being silently ignored.
@@ -66,7 +51,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     if args.check_config {
-        if let Err(error) = check_storage(&config) {
+        if let Err(error) = ferry::server::check_services_now(&config) {
             eprintln!("ferry: {error}");
             return ExitCode::FAILURE;
         }

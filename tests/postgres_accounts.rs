@@ -333,3 +333,40 @@ async fn unreachable_database_refuses_logins_with_421_keeps_sessions_and_recover
         "one log line for the outage, not one per login"
     );
 }
+
+/// `ferry serve --check-config` connects to the accounts database: a reachable one passes, a
+/// wrong port fails with the reason, without starting anything.
+#[tokio::test]
+async fn check_config_connects_to_the_accounts_database() {
+    let db = TestDatabase::with_schema().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let check = |users: String| {
+        let dir = dir.path().to_owned();
+        let password = db.password();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+                    .current_dir(&dir)
+                    .env_clear()
+                    .env("PGPASSWORD", password)
+                    .args(["serve", "--check-config", "--root", "."])
+                    .args(["--users", &users])
+                    .output()
+                    .expect("run ferry serve --check-config")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let fine = check(db.url()).await;
+    assert!(
+        fine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fine.stderr)
+    );
+    let unreachable = db.url().replace(":5432/", ":1/");
+    let refused = check(unreachable).await;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("could not connect"), "{said}");
+}

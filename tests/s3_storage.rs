@@ -429,7 +429,7 @@ async fn wrong_credentials_and_an_unreachable_endpoint_stop_the_start_with_the_k
     };
     s3::use_bucket(&mut config, s3::moto(), &bucket, "", bad_credentials);
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let error = ferry::server::check_storage(&config, &logger)
+    let error = ferry::server::check_services(&config, &logger)
         .await
         .expect_err("bad credentials file");
     assert!(
@@ -439,7 +439,7 @@ async fn wrong_credentials_and_an_unreachable_endpoint_stop_the_start_with_the_k
 
     config.s3.endpoint = Some("http://127.0.0.1:9".to_owned());
     config.s3.credentials_file = Some(s3::credentials_file(dir.path()));
-    let error = ferry::server::check_storage(&config, &logger)
+    let error = ferry::server::check_services(&config, &logger)
         .await
         .expect_err("unreachable");
     let message = error.to_string();
@@ -455,7 +455,7 @@ async fn wrong_credentials_and_an_unreachable_endpoint_stop_the_start_with_the_k
         bucket: "no-such-bucket-here".into(),
         prefix: String::new(),
     });
-    let error = ferry::server::check_storage(&config, &logger)
+    let error = ferry::server::check_services(&config, &logger)
         .await
         .expect_err("missing bucket");
     assert!(

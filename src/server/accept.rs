@@ -632,10 +632,16 @@ fn close_session(link: Arc<SessionLink>, reply: &str) {
     });
 }
 
-/// What `ferry serve --check-config` proves beyond the configuration itself: a bucket root is
-/// reachable and writable (a probe object written and deleted). A directory root was already
+/// What `ferry serve --check-config` proves beyond the configuration itself: accounts in
+/// PostgreSQL can be reached (a connection made), and a bucket root is reachable and writable
+/// (a probe object written and deleted). A directory root and a users file were already
 /// checked as the configuration loaded.
-pub async fn check_storage(config: &Config, logger: &slog::Logger) -> Result<(), ServerError> {
+pub async fn check_services(config: &Config, logger: &slog::Logger) -> Result<(), ServerError> {
+    if let Some(database) = &config.users_database {
+        crate::accounts::postgres::connection::connect(database)
+            .await
+            .map_err(|error| ServerError::Users(error.into()))?;
+    }
     let Some(root) = &config.bucket else {
         return Ok(());
     };
@@ -645,6 +651,22 @@ pub async fn check_storage(config: &Config, logger: &slog::Logger) -> Result<(),
         .check_writable()
         .await
         .map_err(ServerError::BucketUnusable)
+}
+
+/// [`check_services`] for `ferry serve --check-config`, which has no runtime of its own: runs
+/// one when there is anything to reach.
+pub fn check_services_now(config: &Config) -> Result<(), String> {
+    if config.bucket.is_none() && config.users_database.is_none() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("could not start the async runtime: {error}"))?;
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    runtime
+        .block_on(check_services(config, &logger))
+        .map_err(|error| error.to_string())
 }
 
 /// Connects to the bucket `root` names, proves it writable (a probe object written and
