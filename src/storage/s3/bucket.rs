@@ -256,6 +256,25 @@ impl Bucket {
         format!("{}{UPLOAD_TEMP_PREFIX}journal/", self.root_prefix)
     }
 
+    /// Aborts the multipart upload `upload_id` of `key`; one that is already gone (completed,
+    /// aborted, swept) counts as aborted.
+    pub(super) async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), S3Failure> {
+        let request = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.name)
+            .key(key)
+            .upload_id(upload_id);
+        match self.call("AbortMultipartUpload", request.send()).await {
+            Err(failure)
+                if failure.code.as_deref() != Some("NoSuchUpload") && !failure.is_not_found() =>
+            {
+                Err(failure)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `x-amz-copy-source` for `key` in this bucket.
     pub(super) fn copy_source(&self, key: &str) -> String {
         let key = percent_encoding::utf8_percent_encode(key, KEY_IN_COPY_SOURCE);

@@ -125,18 +125,7 @@ async fn abort_recorded(bucket: &Bucket, entry: &str) -> Result<bool, S3Failure>
             ))
         });
     if let Some((key, upload_id)) = &recorded {
-        let request = bucket
-            .client
-            .abort_multipart_upload()
-            .bucket(&bucket.name)
-            .key(key)
-            .upload_id(upload_id);
-        match bucket.call("AbortMultipartUpload", request.send()).await {
-            Ok(_) => {}
-            Err(failure)
-                if failure.code.as_deref() == Some("NoSuchUpload") || failure.is_not_found() => {}
-            Err(failure) => return Err(failure),
-        }
+        bucket.abort_upload(key, upload_id).await?;
     }
     let request = bucket
         .client

@@ -32,6 +32,14 @@ struct Multipart {
     next_part: i32,
 }
 
+impl Multipart {
+    fn take_part_number(&mut self) -> i32 {
+        let number = self.next_part;
+        self.next_part += 1;
+        number
+    }
+}
+
 pub struct ObjectUpload {
     bucket: Arc<Bucket>,
     key: String,
@@ -103,26 +111,24 @@ impl ObjectUpload {
             } else {
                 start + piece
             };
-            let part_number = self.start_part().await?;
-            let copy_source = self.bucket.copy_source(source);
-            let request = self
-                .bucket
+            let (bucket, key) = (self.bucket.clone(), self.key.clone());
+            let multipart = self.multipart().await?;
+            let part_number = multipart.take_part_number();
+            let request = bucket
                 .client
                 .upload_part_copy()
-                .bucket(&self.bucket.name)
-                .key(&self.key)
-                .upload_id(self.upload_id())
+                .bucket(&bucket.name)
+                .key(key)
+                .upload_id(&multipart.upload_id)
                 .part_number(part_number)
-                .copy_source(copy_source)
+                .copy_source(bucket.copy_source(source))
                 .copy_source_range(format!("bytes={start}-{}", end - 1));
-            let copied = self.bucket.call("UploadPartCopy", request.send()).await?;
+            let copied = bucket.call("UploadPartCopy", request.send()).await?;
             let e_tag = copied.copy_part_result.and_then(|result| result.e_tag);
-            self.finish_part(
-                CompletedPart::builder()
-                    .set_e_tag(e_tag)
-                    .part_number(part_number)
-                    .build(),
-            );
+            let part = CompletedPart::builder()
+                .set_e_tag(e_tag)
+                .part_number(part_number);
+            multipart.done.push(part.build());
         }
         Ok(())
     }
@@ -179,8 +185,7 @@ impl ObjectUpload {
                 || multipart.done.is_empty() && multipart.in_flight.is_empty()
             {
                 let part = std::mem::take(&mut self.buffer);
-                let number = multipart.next_part;
-                multipart.next_part += 1;
+                let number = multipart.take_part_number();
                 multipart.in_flight.spawn(upload_part(
                     self.bucket.clone(),
                     self.key.clone(),
@@ -232,75 +237,54 @@ impl ObjectUpload {
         }
     }
 
-    fn upload_id(&self) -> String {
-        self.multipart
-            .as_ref()
-            .map(|multipart| multipart.upload_id.clone())
-            .unwrap_or_default()
+    /// The multipart upload, created (with its journal entry) on the first part.
+    async fn multipart(&mut self) -> Result<&mut Multipart, StoreError> {
+        let multipart = match self.multipart.take() {
+            Some(multipart) => multipart,
+            None => self.create_multipart().await?,
+        };
+        Ok(self.multipart.insert(multipart))
     }
 
-    /// The next part number, creating the multipart upload (and its journal entry) first.
-    async fn start_part(&mut self) -> Result<i32, StoreError> {
-        if self.multipart.is_none() {
-            let request = self
-                .bucket
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket.name)
-                .key(&self.key);
-            let created = self
-                .bucket
-                .call("CreateMultipartUpload", request.send())
-                .await?;
-            let upload_id = created.upload_id.ok_or_else(|| {
-                StoreError::Backend("CreateMultipartUpload: no upload id in the answer".into())
-            })?;
-            let journal_key = match journal::record(&self.bucket, &self.key, &upload_id).await {
-                Ok(journal_key) => journal_key,
-                Err(error) => {
-                    let request = self
-                        .bucket
-                        .client
-                        .abort_multipart_upload()
-                        .bucket(&self.bucket.name)
-                        .key(&self.key)
-                        .upload_id(&upload_id);
-                    let _ = self
-                        .bucket
-                        .call("AbortMultipartUpload", request.send())
-                        .await;
-                    return Err(error.into());
-                }
-            };
-            self.multipart = Some(Multipart {
-                upload_id,
-                journal_key,
-                done: Vec::new(),
-                in_flight: JoinSet::new(),
-                next_part: 1,
-            });
-        }
-        let multipart = self.multipart.as_mut().ok_or(StoreError::NoHome)?;
-        let number = multipart.next_part;
-        multipart.next_part += 1;
-        Ok(number)
-    }
-
-    fn finish_part(&mut self, part: CompletedPart) {
-        if let Some(multipart) = self.multipart.as_mut() {
-            multipart.done.push(part);
-        }
+    async fn create_multipart(&self) -> Result<Multipart, StoreError> {
+        let request = self
+            .bucket
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket.name)
+            .key(&self.key);
+        let created = self
+            .bucket
+            .call("CreateMultipartUpload", request.send())
+            .await?;
+        let upload_id = created.upload_id.ok_or_else(|| {
+            StoreError::Backend("CreateMultipartUpload: no upload id in the answer".into())
+        })?;
+        let journal_key = match journal::record(&self.bucket, &self.key, &upload_id).await {
+            Ok(journal_key) => journal_key,
+            Err(error) => {
+                // Unrecorded, a crash could leave it for good: give it up at once.
+                let _ = self.bucket.abort_upload(&self.key, &upload_id).await;
+                return Err(error.into());
+            }
+        };
+        Ok(Multipart {
+            upload_id,
+            journal_key,
+            done: Vec::new(),
+            in_flight: JoinSet::new(),
+            next_part: 1,
+        })
     }
 
     /// Sends the full buffer as the next part; waits while as many parts as
     /// `s3_upload_concurrency` allows (the one being filled included) are in memory.
     async fn send_buffer(&mut self) -> Result<(), StoreError> {
-        let number = self.start_part().await?;
         let part = Bytes::from(std::mem::take(&mut self.buffer));
         let (bucket, key) = (self.bucket.clone(), self.key.clone());
         let limit = self.bucket.upload_concurrency.saturating_sub(1).max(1);
-        let multipart = self.multipart.as_mut().ok_or(StoreError::NoHome)?;
-        let upload_id = multipart.upload_id.clone();
+        let multipart = self.multipart().await?;
+        let (number, upload_id) = (multipart.take_part_number(), multipart.upload_id.clone());
         multipart
             .in_flight
             .spawn(upload_part(bucket, key, upload_id, number, part));
@@ -360,19 +344,8 @@ fn joined(
 /// once S3 confirmed (or the upload was already gone).
 async fn abort(bucket: Arc<Bucket>, key: String, mut multipart: Multipart) {
     multipart.in_flight.shutdown().await;
-    let request = bucket
-        .client
-        .abort_multipart_upload()
-        .bucket(&bucket.name)
-        .key(&key)
-        .upload_id(&multipart.upload_id);
-    match bucket.call("AbortMultipartUpload", request.send()).await {
-        Ok(_) => journal::forget(&bucket, &multipart.journal_key).await,
-        Err(failure)
-            if failure.code.as_deref() == Some("NoSuchUpload") || failure.is_not_found() =>
-        {
-            journal::forget(&bucket, &multipart.journal_key).await
-        }
+    match bucket.abort_upload(&key, &multipart.upload_id).await {
+        Ok(()) => journal::forget(&bucket, &multipart.journal_key).await,
         Err(failure) => {
             slog::warn!(bucket.logger, "could not abort an unfinished upload; the next sweep retries";
                 "key" => &key, "error" => failure.to_string());
