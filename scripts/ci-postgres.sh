@@ -4,9 +4,24 @@
 # role `ferry` (password `ferry`) the tests connect as, by default at
 # postgres://ferry:ferry@127.0.0.1:5432/postgres (FERRY_TEST_POSTGRES overrides it). Each test
 # then creates a database of its own. Safe to run again: every step checks first. Run as root.
+#
+# `scripts/ci-postgres.sh stop` stops the cluster again if (and only if) this script started
+# it: `.ci/run` leaves the machine's services as it found them.
 set -euo pipefail
 
 me=ci-postgres
+# Written when this script starts the cluster, so that `stop` knows it is ours to stop.
+started_marker=/run/ferry-ci-postgres-started
+
+if [[ "${1:-}" == stop ]]; then
+  if [[ -f "$started_marker" ]]; then
+    read -r version cluster < "$started_marker"
+    echo "$me: stopping cluster $version/$cluster"
+    pg_ctlcluster "$version" "$cluster" stop || true
+    rm -f "$started_marker"
+  fi
+  exit 0
+fi
 
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
   echo "$me: installing postgresql"
@@ -25,6 +40,7 @@ fi
 if ! pg_lsclusters --no-header | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c && $4 == "online" { found = 1 } END { exit !found }'; then
   echo "$me: starting cluster $version/$cluster"
   pg_ctlcluster "$version" "$cluster" start
+  echo "$version $cluster" > "$started_marker"
 fi
 
 for _ in $(seq 1 50); do
