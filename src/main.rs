@@ -1,6 +1,7 @@
 //! The `ferry` binary: parses the command line and hands each subcommand to the library.
 
 use clap::Parser;
+use ferry::accounts::user_admin::{RescanArgs, UserCommand};
 use ferry::cli::{Cli, Command};
 use ferry::config::{Config, ServeArgs};
 use std::process::ExitCode;
@@ -11,6 +12,9 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(&args),
+        Command::User {
+            command: UserCommand::Rescan(args),
+        } => rescan(&args),
         Command::User { command } => match ferry::accounts::user_admin::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -39,16 +43,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &ServeArgs) -> ExitCode {
+/// The configuration of `ferry serve` from the file, the environment and `args`.
+fn load_config(args: &ServeArgs) -> Result<Config, ExitCode> {
     // Lossy rather than `var(..).ok()`: a non-UTF-8 value then fails visibly (e.g. "root does
     // not exist") instead of being silently ignored.
     let env = |name: &str| std::env::var_os(name).map(|value| value.to_string_lossy().into());
-    let config = match Config::load(args, &env) {
+    Config::load(args, &env).map_err(|error| {
+        eprintln!("ferry: {error}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn rescan(args: &RescanArgs) -> ExitCode {
+    match load_config(&args.settings) {
+        Ok(config) => ferry::server::rescan::run(&config, &args.name),
+        Err(code) => code,
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match load_config(args) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("ferry: {error}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     if args.check_config {
         if let Err(error) = ferry::server::check_services_now(&config) {

@@ -74,7 +74,7 @@ async fn two_servers_starting_at_once_create_the_schema_once() {
         .await
         .expect("version table");
     let versions: Vec<i32> = versions.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, vec![1], "one migration, recorded once");
+    assert_eq!(versions, vec![1, 2], "each migration, recorded once");
     db.add_user("alice", ALL, "").await;
     for server in [&first, &second] {
         until_accounts(server, "a new account", |users| {
@@ -369,4 +369,86 @@ async fn check_config_connects_to_the_accounts_database() {
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("could not connect"), "{said}");
+}
+
+/// Uploads `size` bytes as `name`; the final reply code.
+async fn upload_code(raw: &mut RawSession, server: &TestServer, name: &str, size: usize) -> u32 {
+    let mut data = raw.epsv(server.addr).await;
+    raw.expect(format!("STOR {name}"), 150).await;
+    let _ = data.write_all(&common::pattern(size)).await;
+    drop(data);
+    raw.reply().await.0
+}
+
+async fn usage_row(db: &TestDatabase, name: &str) -> Option<(i64, i64)> {
+    db.client
+        .query_opt(
+            "SELECT bytes, files FROM ferry_usage WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .expect("read ferry_usage")
+        .map(|row| (row.get(0), row.get(1)))
+}
+
+#[tokio::test]
+async fn quotas_are_account_columns_and_usage_is_a_row_that_rescan_corrects() {
+    let db = TestDatabase::create().await;
+    let server = db.start_server(|_| {}).await;
+    db.ferry_user(
+        &[
+            "add",
+            "alice",
+            "--password-stdin",
+            "--quota-bytes",
+            "1M",
+            "--quota-files",
+            "5",
+        ],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    let row = db
+        .client
+        .query_one(
+            "SELECT quota_bytes, quota_files, upload_rate FROM ferry_users WHERE name = 'alice'",
+            &[],
+        )
+        .await
+        .expect("alice's row");
+    let columns: (Option<i64>, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(columns, (Some(1 << 20), Some(5), None));
+    until_accounts(&server, "alice's account", |users| {
+        users.get("alice").is_some()
+    })
+    .await;
+
+    let mut raw = server.raw_login("alice").await;
+    assert_eq!(upload_code(&mut raw, &server, "a.bin", 300_000).await, 226);
+    assert_eq!(usage_row(&db, "alice").await, Some((300_000, 1)));
+    assert_eq!(upload_code(&mut raw, &server, "b.bin", 900_000).await, 552);
+    assert_eq!(usage_row(&db, "alice").await, Some((300_000, 1)));
+    assert!(!server.home("alice").join("b.bin").exists());
+
+    // A raised quota is in force for the next upload within 2 s.
+    db.ferry_user(&["edit", "alice", "--quota-bytes", "2M"], "")
+        .await;
+    until_accounts(&server, "the new quota", |users| {
+        users
+            .get("alice")
+            .is_some_and(|alice| alice.limits.quota_bytes == Some(2 << 20))
+    })
+    .await;
+    assert_eq!(upload_code(&mut raw, &server, "b.bin", 900_000).await, 226);
+    assert_eq!(usage_row(&db, "alice").await, Some((1_200_000, 2)));
+
+    // Usage someone changed behind Ferry's back is measured again by `ferry user rescan`.
+    db.sql("UPDATE ferry_usage SET bytes = 5, files = 0 WHERE name = 'alice'")
+        .await;
+    let root = server.root.to_str().expect("utf-8 root").to_owned();
+    let out = db
+        .ferry_user(&["rescan", "alice", "--root", &root], "")
+        .await;
+    assert!(out.contains("alice: 2 files, 1200000 bytes"), "{out}");
+    assert_eq!(usage_row(&db, "alice").await, Some((1_200_000, 2)));
 }

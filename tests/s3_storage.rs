@@ -633,3 +633,69 @@ async fn throttling_is_retried_with_backoff() {
         .expect("upload after throttling");
     assert_eq!(download(&mut ftp, "t.bin").await, pattern(1000));
 }
+
+#[tokio::test]
+async fn a_quota_holds_on_the_bucket_and_a_refused_upload_leaves_nothing() {
+    let usage = tempfile::tempdir().expect("temp dir");
+    let usage_dir = usage.path().to_path_buf();
+    let quota_users = [TestUser {
+        name: "alice",
+        permissions: ALL,
+        extra: "quota_bytes = \"8M\"\nquota_files = 3",
+    }];
+    let f = s3::Fixture::start_with(&quota_users, move |config| {
+        config.limits.usage_dir = Some(usage_dir);
+    })
+    .await;
+    // Objects already in the home are measured once, by listing it, at the first check.
+    let old = pattern(1000);
+    s3::put(&f.s3, &f.bucket, "site/alice/big.bin", old.clone()).await;
+    s3::put(
+        &f.s3,
+        &f.bucket,
+        "site/alice/dir/other.bin",
+        pattern(3 * MIB),
+    )
+    .await;
+    let mut raw = f.server.raw_login("alice").await;
+    let used = 1000 + 3 * MIB as u64;
+    let left = 8 * MIB as u64 - used;
+    assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
+
+    // 12 MiB replacing big.bin crosses the quota midway, after parts went to S3.
+    let mut data_connection = raw.epsv(f.server.addr).await;
+    raw.expect("STOR big.bin", 150).await;
+    let _ = data_connection.write_all(&pattern(12 * MIB)).await;
+    drop(data_connection);
+    let (code, text) = raw.reply().await;
+    assert_eq!(code, 552, "{text}");
+    assert_eq!(
+        s3::uploads_after_settling(&f.s3, &f.bucket).await,
+        Vec::<String>::new(),
+        "no multipart upload left behind"
+    );
+    assert_eq!(f.object("site/alice/big.bin").await, Some(old));
+    assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
+
+    // One that fits lands and counts; a fourth file is past quota_files.
+    let small = pattern(MIB);
+    let mut data_connection = raw.epsv(f.server.addr).await;
+    raw.expect("STOR new.bin", 150).await;
+    data_connection.write_all(&small).await.expect("send");
+    drop(data_connection);
+    assert_eq!(raw.reply().await.0, 226);
+    assert_eq!(f.object("site/alice/new.bin").await, Some(small));
+    let left = left - MIB as u64;
+    assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
+    let mut data_connection = raw.epsv(f.server.addr).await;
+    raw.expect("STOR fourth.bin", 150).await;
+    let _ = data_connection.write_all(b"x").await;
+    drop(data_connection);
+    let (code, text) = raw.reply().await;
+    assert_eq!(code, 552, "{text}");
+    assert!(text.contains("3 of 3 files"), "{text}");
+    assert_eq!(f.object("site/alice/fourth.bin").await, None);
+    raw.expect("DELE dir/other.bin", 250).await;
+    let left = left + 3 * MIB as u64;
+    assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
+}

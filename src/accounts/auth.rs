@@ -3,6 +3,7 @@
 pub use crate::accounts::directory::{
     ANONYMOUS_USER_NAMES, USERS_FILE_POLL_INTERVAL, UserDirectory, is_anonymous_name,
 };
+use crate::accounts::limits::Limits;
 use crate::accounts::login_guard::{FailureVerdict, LoginGuard};
 use crate::accounts::password::PasswordVerifier;
 use crate::accounts::postgres::link::UNAVAILABLE_REPLY;
@@ -91,6 +92,20 @@ impl FerryUser {
             return Err(Revoked::NetworkNotAllowed);
         }
         Ok(record.permissions)
+    }
+}
+
+impl FerryUser {
+    /// This user's quotas and bandwidth now: the account's as last reloaded, over `defaults`
+    /// (anonymous sessions, and an account just removed, get the defaults).
+    pub fn limits(&self, defaults: &Limits) -> Limits {
+        let Some(directory) = &self.directory else {
+            return *defaults;
+        };
+        directory
+            .users()
+            .get(&self.name)
+            .map_or(*defaults, |record| record.limits.over(defaults))
     }
 }
 

@@ -9,9 +9,11 @@
 
 pub mod auth;
 pub mod directory;
+pub mod limits;
 pub mod login_guard;
 pub mod password;
 pub mod postgres;
+pub mod usage;
 pub mod user_admin;
 pub mod users;
 pub mod verified_logins;

@@ -1,12 +1,15 @@
-//! `ferry user add|passwd|remove|list`: edits the accounts, in the users file or in
-//! PostgreSQL, without ever writing a plaintext password.
+//! `ferry user add|edit|passwd|remove|list`: edits the accounts, in the users file or in
+//! PostgreSQL, without ever writing a plaintext password. (`ferry user rescan`, which measures
+//! a home, needs the storage and is run by the binary: [`RescanArgs`].)
 
 mod store;
 
+use crate::accounts::limits::{AccountLimits, human_bytes};
 use crate::accounts::password::hash_password;
 use crate::accounts::users::{
     Permissions, UserRecord, UsersError, UsersFile, validate_home, validate_user_name,
 };
+use crate::config::parse_byte_size;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
@@ -43,8 +46,81 @@ impl UsersFileArg {
     }
 }
 
+/// `--quota-bytes`, `--quota-files`, `--upload-rate`, `--download-rate`: each a size (`10G`,
+/// `500M`, a plain number), `0` for no limit, or `default` for the server's default.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Most bytes the home may hold (`10G`; 0: no limit; `default`: the server's).
+    #[arg(long, value_name = "SIZE")]
+    quota_bytes: Option<String>,
+    /// Most files the home may hold (0: no limit; `default`: the server's).
+    #[arg(long, value_name = "COUNT")]
+    quota_files: Option<String>,
+    /// Bytes per second for all of the user's uploads together (`10M`; 0: no limit).
+    #[arg(long, value_name = "RATE")]
+    upload_rate: Option<String>,
+    /// Bytes per second for all of the user's downloads together (`10M`; 0: no limit).
+    #[arg(long, value_name = "RATE")]
+    download_rate: Option<String>,
+}
+
+impl LimitArgs {
+    /// `limits` of `user` (in the accounts at `path`) with the given flags applied; errors
+    /// name the flag.
+    fn apply(
+        &self,
+        limits: AccountLimits,
+        path: &std::path::Path,
+        user: &str,
+    ) -> Result<AccountLimits, UsersError> {
+        self.applied(limits)
+            .map_err(|problem| UsersError::InvalidField {
+                path: path.to_path_buf(),
+                user: user.to_owned(),
+                field: "limits".into(),
+                problem,
+            })
+    }
+
+    fn applied(&self, mut limits: AccountLimits) -> Result<AccountLimits, String> {
+        let flags = [
+            ("quota_bytes", &self.quota_bytes),
+            ("quota_files", &self.quota_files),
+            ("upload_rate", &self.upload_rate),
+            ("download_rate", &self.download_rate),
+        ];
+        for (field, value) in flags {
+            let (Some(value), Some(slot)) = (value, limits.field_mut(field)) else {
+                continue;
+            };
+            *slot = if value.trim().eq_ignore_ascii_case("default") {
+                None
+            } else {
+                Some(
+                    parse_byte_size(value)
+                        .map_err(|problem| format!("--{}: {problem}", field.replace('_', "-")))?,
+                )
+            };
+        }
+        Ok(limits)
+    }
+}
+
+/// The settings `ferry user rescan` needs to reach the homes: those of `ferry serve`.
+#[derive(Debug, clap::Args)]
+pub struct RescanArgs {
+    /// The user whose home to measure.
+    pub name: String,
+    #[command(flatten)]
+    pub settings: crate::config::ServeArgs,
+}
+
 /// The `ferry user` subcommands.
 #[derive(Debug, clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process and moved once; boxing would only add noise"
+)]
 pub enum UserCommand {
     /// Add a user, with all permissions unless --read-only.
     Add {
@@ -64,7 +140,21 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
+    /// Change a user's quotas or bandwidth limits.
+    Edit {
+        name: String,
+        #[command(flatten)]
+        users: UsersFileArg,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Measure what a user's home holds (bytes, files) and store it for the quota checks:
+    /// corrects changes made behind Ferry's back. Takes `ferry serve`'s settings (config
+    /// file, FERRY_* variables, flags) to find the homes and the accounts.
+    Rescan(RescanArgs),
     /// Change a user's password.
     Passwd {
         name: String,
@@ -80,8 +170,8 @@ pub enum UserCommand {
         #[command(flatten)]
         users: UsersFileArg,
     },
-    /// List users: name, home, permissions, enabled, TLS required, allowed networks (never
-    /// password hashes).
+    /// List users: name, home, permissions, enabled, TLS required, allowed networks, quotas
+    /// and bandwidth limits (never password hashes).
     List {
         #[command(flatten)]
         users: UsersFileArg,
@@ -108,6 +198,7 @@ fn execute(
             read_only,
             require_tls,
             password_stdin,
+            limits,
         } => {
             let store = users.open()?;
             let path = store.location();
@@ -135,6 +226,7 @@ fn execute(
             } else {
                 Permissions::ALL
             };
+            let limits = limits.apply(AccountLimits::default(), &path, &name)?;
             let password = new_password(&name, password_stdin, stdin)?;
             store.insert(UserRecord {
                 name: name.clone(),
@@ -144,6 +236,7 @@ fn execute(
                 enabled: true,
                 allowed_networks: Vec::new(),
                 require_tls,
+                limits,
             })?;
             report(
                 out,
@@ -154,6 +247,31 @@ fn execute(
                 ),
             )
         }
+        UserCommand::Edit {
+            name,
+            users,
+            limits,
+        } => {
+            let store = users.open()?;
+            let path = store.location();
+            let current = store.load(None)?;
+            let Some(record) = current.get(&name) else {
+                return Err(store.no_such_user(&name));
+            };
+            let limits = limits.apply(record.limits, &path, &name)?;
+            store.set_limits(&name, limits)?;
+            report(
+                out,
+                format_args!(
+                    "changed the limits of `{name}` in {}: {}",
+                    path.display(),
+                    describe_limits(&limits)
+                ),
+            )
+        }
+        UserCommand::Rescan(_) => Err(UsersError::Output(io::Error::other(
+            "ferry user rescan is run by the ferry binary, which can reach the homes",
+        ))),
         UserCommand::Passwd {
             name,
             users,
@@ -189,6 +307,24 @@ fn execute(
             write_user_table(&accounts, out).map_err(UsersError::Output)
         }
     }
+}
+
+/// `quota_bytes=10.0 GiB, upload_rate=1.0 MiB/s`, or `defaults` when every limit is the
+/// server's.
+fn describe_limits(limits: &AccountLimits) -> String {
+    let set = limits.set_fields();
+    if set.is_empty() {
+        return "defaults".into();
+    }
+    set.into_iter()
+        .map(|(field, value)| match field {
+            _ if value == 0 => format!("{field}=none"),
+            "quota_files" => format!("{field}={value}"),
+            "quota_bytes" => format!("{field}={}", human_bytes(value)),
+            _ => format!("{field}={}/s", human_bytes(value)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn report(out: &mut dyn Write, message: fmt::Arguments<'_>) -> Result<(), UsersError> {
@@ -234,7 +370,7 @@ fn new_password(
 
 /// Prints one aligned row per user. Hashes are never printed.
 fn write_user_table(file: &UsersFile, out: &mut dyn Write) -> io::Result<()> {
-    let rows: Vec<[String; 6]> = file
+    let rows: Vec<[String; 7]> = file
         .users()
         .map(|user| {
             let networks = if user.allowed_networks.is_empty() {
@@ -258,11 +394,21 @@ fn write_user_table(file: &UsersFile, out: &mut dyn Write) -> io::Result<()> {
                 }
                 .to_string(),
                 networks,
+                describe_limits(&user.limits),
             ]
         })
         .collect();
-    let header = ["NAME", "HOME", "PERMISSIONS", "ENABLED", "TLS", "NETWORKS"].map(String::from);
-    let mut widths = [0usize; 6];
+    let header = [
+        "NAME",
+        "HOME",
+        "PERMISSIONS",
+        "ENABLED",
+        "TLS",
+        "NETWORKS",
+        "LIMITS",
+    ]
+    .map(String::from);
+    let mut widths = [0usize; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());

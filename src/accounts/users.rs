@@ -1,5 +1,6 @@
 //! The users file: accounts, argon2id password hashes, homes, permissions, allowed networks.
 
+use crate::accounts::limits::{AccountLimits, LIMIT_FIELDS, parse_limit};
 use crate::accounts::password::{PasswordError, validate_phc};
 use crate::config::parse_network;
 use ipnet::IpNet;
@@ -35,6 +36,10 @@ pub const USERS_FILE_HEADER: &str = "\
 #   enabled           false refuses every login (default true)
 #   allowed_networks  networks logins may come from, in CIDR notation (default: anywhere)
 #   require_tls       true refuses logins that did not start with AUTH TLS (default false)
+#   quota_bytes       most bytes the home may hold (\"10G\"; 0: no limit; default: the server's)
+#   quota_files       most files the home may hold (0: no limit; default: the server's)
+#   upload_rate       bytes per second for all of the user's uploads together (\"10M\")
+#   download_rate     bytes per second for all of the user's downloads together
 ";
 
 /// Why the users file could not be read, validated, edited or written.
@@ -263,6 +268,8 @@ pub struct UserRecord {
     pub allowed_networks: Vec<IpNet>,
     /// Logins must come over a TLS control channel (FTPS).
     pub require_tls: bool,
+    /// Quotas and bandwidth; unset ones take the server's defaults.
+    pub limits: AccountLimits,
 }
 
 impl UserRecord {
@@ -286,6 +293,7 @@ impl fmt::Debug for UserRecord {
             .field("enabled", &self.enabled)
             .field("allowed_networks", &self.allowed_networks)
             .field("require_tls", &self.require_tls)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -329,7 +337,7 @@ pub fn validate_home(home: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// The fields a `[users.NAME]` table may have.
+/// The fields a `[users.NAME]` table may have (and the limits, [`LIMIT_FIELDS`]).
 const USER_FIELDS: [&str; 6] = [
     "password",
     "home",
@@ -495,11 +503,15 @@ fn parse_user(name: &str, value: &toml::Value, path: &Path) -> Result<UserRecord
     };
     if let Some(unknown) = table
         .keys()
-        .find(|key| !USER_FIELDS.contains(&key.as_str()))
+        .find(|key| !USER_FIELDS.contains(&key.as_str()) && !LIMIT_FIELDS.contains(&key.as_str()))
     {
         return Err(field_error(
             unknown,
-            format!("unknown field; expected one of {}", USER_FIELDS.join(", ")),
+            format!(
+                "unknown field; expected one of {}, {}",
+                USER_FIELDS.join(", "),
+                LIMIT_FIELDS.join(", ")
+            ),
         ));
     }
     let required_string = |field: &str| match table.get(field) {
@@ -557,6 +569,13 @@ fn parse_user(name: &str, value: &toml::Value, path: &Path) -> Result<UserRecord
         }
     };
 
+    let mut limits = AccountLimits::default();
+    for field in LIMIT_FIELDS {
+        if let (Some(value), Some(slot)) = (table.get(field), limits.field_mut(field)) {
+            *slot = Some(parse_limit(value).map_err(|problem| field_error(field, problem))?);
+        }
+    }
+
     Ok(UserRecord {
         name: name.to_string(),
         password_hash: password_hash.to_string(),
@@ -565,6 +584,7 @@ fn parse_user(name: &str, value: &toml::Value, path: &Path) -> Result<UserRecord
         enabled,
         allowed_networks,
         require_tls,
+        limits,
     })
 }
 
@@ -602,6 +622,14 @@ struct UserOnDisk<'a> {
     allowed_networks: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     require_tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload_rate: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download_rate: Option<u64>,
 }
 
 impl<'a> UserOnDisk<'a> {
@@ -624,6 +652,10 @@ impl<'a> UserOnDisk<'a> {
                 .map(ToString::to_string)
                 .collect(),
             require_tls: record.require_tls,
+            quota_bytes: record.limits.quota_bytes,
+            quota_files: record.limits.quota_files,
+            upload_rate: record.limits.upload_rate,
+            download_rate: record.limits.download_rate,
         }
     }
 }

@@ -154,4 +154,34 @@ pub struct ServeArgs {
     /// PGPASSWORD]
     #[arg(long, value_name = "FILE")]
     pub users_password_file: Option<String>,
+    /// Most bytes an account's home may hold, unless the account sets its own (`10G`)
+    /// [default: 0, no limit]
+    #[arg(long, value_name = "SIZE")]
+    pub quota_bytes: Option<String>,
+    /// Most files an account's home may hold, unless the account sets its own [default: 0, no
+    /// limit]
+    #[arg(long, value_name = "COUNT")]
+    pub quota_files: Option<String>,
+    /// Bytes per second for all uploads of one account, unless it sets its own (`10M`)
+    /// [default: 0, no limit]
+    #[arg(long, value_name = "RATE")]
+    pub user_upload_rate: Option<String>,
+    /// Bytes per second for all downloads of one account, unless it sets its own [default: 0,
+    /// no limit]
+    #[arg(long, value_name = "RATE")]
+    pub user_download_rate: Option<String>,
+    /// Bytes per second for all uploads of the server together [default: 0, no limit]
+    #[arg(long, value_name = "RATE")]
+    pub server_upload_rate: Option<String>,
+    /// Bytes per second for all downloads of the server together [default: 0, no limit]
+    #[arg(long, value_name = "RATE")]
+    pub server_download_rate: Option<String>,
+    /// Where usage (bytes and files per home) is kept for accounts in a users file [default:
+    /// ROOT/.ferry-usage; with a bucket root, .ferry-usage]
+    #[arg(long, value_name = "DIR")]
+    pub usage_dir: Option<String>,
+    /// Export each account's usage and quota on /metrics (one series per account)
+    /// [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub usage_metrics: Option<String>,
 }

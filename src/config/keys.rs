@@ -48,10 +48,18 @@ pub(super) enum Key {
     InstanceId,
     ShutdownDrain,
     UsersPasswordFile,
+    QuotaBytes,
+    QuotaFiles,
+    UserUploadRate,
+    UserDownloadRate,
+    ServerUploadRate,
+    ServerDownloadRate,
+    UsageDir,
+    UsageMetrics,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 42] = [
+    pub(super) const ALL: [Key; 50] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -94,6 +102,14 @@ impl Key {
         Key::InstanceId,
         Key::ShutdownDrain,
         Key::UsersPasswordFile,
+        Key::QuotaBytes,
+        Key::QuotaFiles,
+        Key::UserUploadRate,
+        Key::UserDownloadRate,
+        Key::ServerUploadRate,
+        Key::ServerDownloadRate,
+        Key::UsageDir,
+        Key::UsageMetrics,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -140,6 +156,14 @@ impl Key {
             Key::InstanceId => "instance_id",
             Key::ShutdownDrain => "shutdown_drain",
             Key::UsersPasswordFile => "users_password_file",
+            Key::QuotaBytes => "quota_bytes",
+            Key::QuotaFiles => "quota_files",
+            Key::UserUploadRate => "user_upload_rate",
+            Key::UserDownloadRate => "user_download_rate",
+            Key::ServerUploadRate => "server_upload_rate",
+            Key::ServerDownloadRate => "server_download_rate",
+            Key::UsageDir => "usage_dir",
+            Key::UsageMetrics => "usage_metrics",
         }
     }
 
@@ -210,5 +234,16 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::InstanceId, args.instance_id.as_deref()),
         (Key::ShutdownDrain, args.shutdown_drain.as_deref()),
         (Key::UsersPasswordFile, args.users_password_file.as_deref()),
+        (Key::QuotaBytes, args.quota_bytes.as_deref()),
+        (Key::QuotaFiles, args.quota_files.as_deref()),
+        (Key::UserUploadRate, args.user_upload_rate.as_deref()),
+        (Key::UserDownloadRate, args.user_download_rate.as_deref()),
+        (Key::ServerUploadRate, args.server_upload_rate.as_deref()),
+        (
+            Key::ServerDownloadRate,
+            args.server_download_rate.as_deref(),
+        ),
+        (Key::UsageDir, args.usage_dir.as_deref()),
+        (Key::UsageMetrics, args.usage_metrics.as_deref()),
     ]
 }

@@ -8,6 +8,7 @@
 mod flags;
 mod keys;
 mod layers;
+mod limits;
 mod object_store;
 mod users_database;
 mod values;
@@ -18,6 +19,7 @@ pub use flags::ServeArgs;
 use ipnet::IpNet;
 use keys::Key;
 use layers::{Assignment, RawValue, env_layer, file_layer, flag_layer, read_config_file};
+pub use limits::{DEFAULT_USAGE_DIR_NAME, Limits, OperatorLimits};
 pub use object_store::{BucketRoot, S3Settings};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 pub use users_database::{DatabasePassword, DatabaseTls, PASSWORD_ENV_VAR, UsersDatabase};
 use values::*;
-pub use values::{normalize_host_name, parse_network};
+pub use values::{normalize_host_name, parse_byte_size, parse_network};
 
 /// Loopback only, so a fresh install is unreachable from the network until someone says
 /// otherwise; 2121 because ports below 1024 need privileges.
@@ -176,6 +178,8 @@ pub struct Config {
     /// connection is its client's own. A list in the file, comma-separated in the environment
     /// and the flag.
     pub proxy_from: Vec<IpNet>,
+    /// Quotas, bandwidth limits and where usage is kept (`quota_*`, `*_rate`, `usage_*`).
+    pub limits: OperatorLimits,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -216,6 +220,7 @@ impl Default for Config {
             max_transfers: DEFAULT_MAX_TRANSFERS,
             host_names: Vec::new(),
             proxy_from: Vec::new(),
+            limits: OperatorLimits::default(),
             source_file: None,
         }
     }
@@ -472,6 +477,14 @@ impl Settings {
             Key::S3CredentialsFile => config.s3.credentials_file = Some(parse_path(text(value)?)?),
             Key::InstanceId => config.instance_id = parse_instance_id(text(value)?)?,
             Key::ShutdownDrain => config.shutdown_drain = seconds(value, 0)?,
+            Key::QuotaBytes => config.limits.user_defaults.quota_bytes = byte_size(value)?,
+            Key::QuotaFiles => config.limits.user_defaults.quota_files = byte_size(value)?,
+            Key::UserUploadRate => config.limits.user_defaults.upload_rate = byte_size(value)?,
+            Key::UserDownloadRate => config.limits.user_defaults.download_rate = byte_size(value)?,
+            Key::ServerUploadRate => config.limits.server_upload_rate = byte_size(value)?,
+            Key::ServerDownloadRate => config.limits.server_download_rate = byte_size(value)?,
+            Key::UsageDir => config.limits.usage_dir = Some(parse_path(text(value)?)?),
+            Key::UsageMetrics => config.limits.usage_metrics = boolean(value)?,
         }
         Ok(())
     }

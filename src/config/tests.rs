@@ -190,7 +190,15 @@ fn file_overrides_defaults() {
          s3_upload_concurrency = 2\n\
          s3_credentials_file = \"/run/secrets/s3\"\n\
          instance_id = \"ferry-a\"\n\
-         shutdown_drain = 7\n",
+         shutdown_drain = 7\n\
+         quota_bytes = \"10G\"\n\
+         quota_files = 100000\n\
+         user_upload_rate = \"5M\"\n\
+         user_download_rate = \"64KiB\"\n\
+         server_upload_rate = 1000\n\
+         server_download_rate = \"1g\"\n\
+         usage_dir = \"/var/lib/ferry/usage\"\n\
+         usage_metrics = true\n",
     );
     let config = fixture.load_file(&file).expect("loads");
     assert_eq!(
@@ -236,9 +244,35 @@ fn file_overrides_defaults() {
                 credentials_file: Some(PathBuf::from("/run/secrets/s3")),
             },
             instance_id: "ferry-a".to_owned(),
+            limits: crate::config::OperatorLimits {
+                user_defaults: crate::config::Limits {
+                    quota_bytes: 10 << 30,
+                    quota_files: 100_000,
+                    upload_rate: 5 << 20,
+                    download_rate: 64 << 10,
+                },
+                server_upload_rate: 1000,
+                server_download_rate: 1 << 30,
+                usage_dir: Some(PathBuf::from("/var/lib/ferry/usage")),
+                usage_metrics: true,
+            },
             source_file: Some(file),
         }
     );
+}
+
+#[test]
+fn a_size_with_an_unknown_unit_names_the_key_and_the_units() {
+    let fixture = Fixture::new();
+    let file = fixture.config_file_with("quota_bytes = \"10Q\"\n");
+    let error = fixture.load_file(&file).expect_err("refused").to_string();
+    assert!(error.contains("quota_bytes"), "{error}");
+    assert!(error.contains("K, M, G or T"), "{error}");
+    let error = fixture
+        .load(&fixture.flags(&["--server-upload-rate", "5X"]), &[])
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("server_upload_rate"), "{error}");
 }
 
 #[test]

@@ -268,3 +268,50 @@ pub(super) fn parse_instance_id(text: String) -> Result<String, String> {
     }
     Ok(text)
 }
+
+/// A size or a rate in bytes: a whole number, or one with a binary unit (`64K`, `500M`,
+/// `10G`, `2T`; `KiB`, `MB`... read the same, as 1024-based like `ls -h` and vsftpd). `0` is
+/// "no limit" wherever a limit is meant.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!(
+            "{text:?} is not a size (a whole number of bytes, or with K, M, G or T)"
+        ));
+    }
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit (use K, M, G or T, powers of 1024)"
+            ));
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A TOML integer or a size text ([`parse_byte_size`]).
+pub(super) fn byte_size(value: RawValue) -> Result<u64, String> {
+    match value {
+        RawValue::Text(text) => parse_byte_size(&text),
+        other => whole_number(other),
+    }
+}

@@ -11,7 +11,8 @@
 use super::record::{LimitReached, Op, Outcome};
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The content type of the text exposition format, for the `/metrics` response.
@@ -62,6 +63,64 @@ pub struct Metrics {
     connections_refused: IntCounterVec,
     /// Requests to the S3-compatible service (when `root` is a bucket).
     s3: ObjectStoreMetrics,
+    /// Quotas and usage.
+    usage: UsageMetrics,
+}
+
+/// Quotas and usage: refusals, failed usage updates, and (only with `usage_metrics`, as each
+/// account is a series) each account's usage and byte quota.
+#[derive(Debug, Clone)]
+pub struct UsageMetrics {
+    bytes: IntGaugeVec,
+    files: IntGaugeVec,
+    quota_bytes: IntGaugeVec,
+    update_failures: IntCounter,
+}
+
+impl UsageMetrics {
+    fn new(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGaugeVec::new(Opts::new(name, help), &["user"])
+                .expect("constant metric definition");
+            register(registry, gauge.clone());
+            gauge
+        };
+        let update_failures = IntCounter::new(
+            "ferry_usage_update_failures_total",
+            "Usage changes that could not be stored (corrected by `ferry user rescan`).",
+        )
+        .expect("constant metric definition");
+        register(registry, update_failures.clone());
+        UsageMetrics {
+            bytes: gauge(
+                "ferry_user_usage_bytes",
+                "Bytes in each account's home (with usage_metrics).",
+            ),
+            files: gauge(
+                "ferry_user_usage_files",
+                "Files in each account's home (with usage_metrics).",
+            ),
+            quota_bytes: gauge(
+                "ferry_user_quota_bytes",
+                "Each account's byte quota, 0 for none (with usage_metrics).",
+            ),
+            update_failures,
+        }
+    }
+
+    /// Sets the series of one account.
+    pub fn set(&self, user: &str, bytes: u64, files: u64, quota_bytes: u64) {
+        let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.bytes.with_label_values(&[user]).set(clamp(bytes));
+        self.files.with_label_values(&[user]).set(clamp(files));
+        self.quota_bytes
+            .with_label_values(&[user])
+            .set(clamp(quota_bytes));
+    }
+
+    pub fn update_failed(&self) {
+        self.update_failures.inc();
+    }
 }
 
 /// Requests to an object store, by `operation` (the S3 API name: GetObject, UploadPart...):
@@ -162,10 +221,16 @@ impl Metrics {
                 "reason",
             ),
             s3: ObjectStoreMetrics::new(&registry),
+            usage: UsageMetrics::new(&registry),
             registry,
         };
         metrics.start_series_at_zero();
         metrics
+    }
+
+    /// The quota and usage metrics.
+    pub fn usage(&self) -> UsageMetrics {
+        self.usage.clone()
     }
 
     /// The object-store request metrics, for the S3 store to count into.

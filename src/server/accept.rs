@@ -16,10 +16,12 @@ use super::proxy::{Intake, ProxyTrust};
 use super::session::{CLOSE_FALLBACK, ServerState, SessionLink};
 use crate::accounts::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::accounts::login_guard::LoginGuard;
+use crate::accounts::usage::UsageLedger;
 use crate::config::Config;
 use crate::observe::admin::{AdminError, AdminServer, Probes};
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
+use crate::storage::limits::Limits;
 use crate::storage::s3::{self, Bucket, BucketError, S3Store};
 use crate::storage::{FerryStorage, LocalStore, SessionStore, remove_stale_temporaries};
 use crate::tls::{Ftps, TlsError};
@@ -119,6 +121,8 @@ struct Shared<A> {
     /// The load balancers whose PROXY headers name the client (`proxy_from`), on control and
     /// passive data connections.
     proxy: Arc<ProxyTrust>,
+    /// Quotas and bandwidth limits, shared by every session.
+    limits: Arc<Limits>,
 }
 
 /// A bound, not yet serving, Ferry server.
@@ -141,11 +145,13 @@ where
     /// Cleans upload temporaries left by a crash and binds the control port. `audit` is shared
     /// with the authenticator, so that logins and file operations count in the same metrics.
     /// Connections from addresses `login_guard` has banned are refused with 421.
+    /// Usage for the quotas is kept in `usage`.
     pub async fn bind(
         config: Config,
         authenticator: Arc<A>,
         login_guard: Option<Arc<LoginGuard>>,
         audit: AuditLog,
+        usage: Arc<UsageLedger>,
         logger: slog::Logger,
     ) -> Result<Self, ServerError> {
         let bucket = match &config.bucket {
@@ -177,7 +183,14 @@ where
             ),
             None => None,
         };
+        let limits = Arc::new(Limits::new(
+            config.limits.clone(),
+            usage,
+            audit.metrics().usage(),
+            logger.clone(),
+        ));
         let shared = Arc::new(Shared {
+            limits,
             limiter: SessionLimiter::new(config.max_sessions, config.max_sessions_per_ip),
             greeting: Box::leak(config.greeting.clone().into_boxed_str()),
             audit,
@@ -474,12 +487,13 @@ where
     let storage_link = link.clone();
     let data_timeout = config.data_timeout;
     let bucket = shared.bucket.clone();
+    let limits = shared.limits.clone();
     let storage = Box::new(move || {
         let store = match &bucket {
             Some(bucket) => SessionStore::Bucket(S3Store::new(bucket.clone(), data_timeout)),
             None => SessionStore::Local(LocalStore::new(data_timeout)),
         };
-        FerryStorage::new(store, storage_link.clone(), audit.clone())
+        FerryStorage::new(store, storage_link.clone(), audit.clone(), limits.clone())
     });
     let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> =
         shared.authenticator.clone();
@@ -731,6 +745,43 @@ pub async fn start(
     config: Config,
     logger: slog::Logger,
 ) -> Result<FerryServer<FerryAuthenticator>, ServerError> {
+    let directory = open_accounts(&config, &logger).await?;
+    // The demo account's password is in the README: serve it on loopback only.
+    if !config.bind.ip().is_loopback() {
+        let exposed =
+            directory.users_with_password(crate::accounts::users::PUBLISHED_DEMO_PASSWORD);
+        if !exposed.is_empty() {
+            return Err(ServerError::DemoPasswordExposed {
+                bind: config.bind,
+                users: exposed.join(", "),
+            });
+        }
+    }
+    directory.spawn_reloader();
+    let audit = AuditLog::new(&logger);
+    let authenticator = Arc::new(FerryAuthenticator::new(
+        directory.clone(),
+        &config,
+        audit.clone(),
+        logger.clone(),
+    ));
+    let admin_bind = config.admin_bind;
+    let login_guard = authenticator.login_guard();
+    let usage = Arc::new(usage_ledger(&config, &directory));
+    let mut server =
+        FerryServer::bind(config, authenticator, login_guard, audit, usage, logger).await?;
+    server.close_revoked_sessions(directory.clone());
+    if let Some(addr) = admin_bind {
+        server.bind_admin(addr, directory).await?;
+    }
+    Ok(server)
+}
+
+/// The accounts `users` names: the users file, or PostgreSQL (connected, schema migrated).
+pub async fn open_accounts(
+    config: &Config,
+    logger: &slog::Logger,
+) -> Result<Arc<UserDirectory>, ServerError> {
     let anonymous_home = config.anonymous.then(|| config.anonymous_home.clone());
     // In a bucket, homes are key prefixes under a virtual root `/` (see `S3Store::enter`).
     let homes_root = match &config.bucket {
@@ -760,33 +811,18 @@ pub async fn start(
             logger.clone(),
         )?,
     };
-    // The demo account's password is in the README: serve it on loopback only.
-    if !config.bind.ip().is_loopback() {
-        let exposed =
-            directory.users_with_password(crate::accounts::users::PUBLISHED_DEMO_PASSWORD);
-        if !exposed.is_empty() {
-            return Err(ServerError::DemoPasswordExposed {
-                bind: config.bind,
-                users: exposed.join(", "),
-            });
+    Ok(directory)
+}
+
+/// Where usage is kept: beside the accounts in PostgreSQL, else in the usage directory.
+pub fn usage_ledger(config: &Config, directory: &UserDirectory) -> UsageLedger {
+    match directory.database_link() {
+        Some(link) => UsageLedger::in_database(link.clone()),
+        None => {
+            let root = config.bucket.is_none().then_some(config.root.as_path());
+            UsageLedger::in_directory(config.limits.usage_dir(root))
         }
     }
-    directory.spawn_reloader();
-    let audit = AuditLog::new(&logger);
-    let authenticator = Arc::new(FerryAuthenticator::new(
-        directory.clone(),
-        &config,
-        audit.clone(),
-        logger.clone(),
-    ));
-    let admin_bind = config.admin_bind;
-    let login_guard = authenticator.login_guard();
-    let mut server = FerryServer::bind(config, authenticator, login_guard, audit, logger).await?;
-    server.close_revoked_sessions(directory.clone());
-    if let Some(addr) = admin_bind {
-        server.bind_admin(addr, directory).await?;
-    }
-    Ok(server)
 }
 
 /// Runs `ferry serve` until SIGINT/SIGTERM, then lets transfers finish within the grace period.

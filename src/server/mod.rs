@@ -15,6 +15,7 @@ pub mod login_deadline;
 pub mod passive;
 mod probe;
 mod proxy;
+pub mod rescan;
 pub mod session;
 
 pub use accept::{

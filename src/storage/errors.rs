@@ -25,11 +25,15 @@ pub fn to_ftp_error(error: StoreError) -> Error {
 /// client to retry (without S3's own message, which names keys and buckets: that is logged).
 fn own_text(error: &StoreError) -> Option<String> {
     match error {
-        StoreError::Unsupported(reason) => Some(reason.clone()),
+        StoreError::Unsupported(reason) | StoreError::QuotaExceeded(reason) => Some(reason.clone()),
         StoreError::Backend(_) => Some(BACKEND_FAILED.to_owned()),
+        StoreError::QuotaUnavailable(_) => Some(QUOTA_UNAVAILABLE.to_owned()),
         _ => None,
     }
 }
+
+/// The reply to an upload whose quota could not be checked (the usage store is unreachable).
+const QUOTA_UNAVAILABLE: &str = "Quota accounting unavailable; try again later";
 
 /// The reply to a command whose storage service failed or could not be reached.
 const BACKEND_FAILED: &str = "Storage service unavailable; try again later";
@@ -48,8 +52,11 @@ fn kind_of(error: &StoreError) -> ErrorKind {
         StoreError::ShuttingDown | StoreError::TooManyTransfers => {
             ErrorKind::TransientFileNotAvailable // 450
         }
-        StoreError::Io(_) | StoreError::Backend(_) => ErrorKind::LocalError, // 451
-        StoreError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable,  // 550
+        StoreError::Io(_) | StoreError::Backend(_) | StoreError::QuotaUnavailable(_) => {
+            ErrorKind::LocalError // 451
+        }
+        StoreError::Unsupported(_) => ErrorKind::PermanentFileNotAvailable, // 550
+        StoreError::QuotaExceeded(_) => ErrorKind::ExceededStorageAllocationError, // 552
         // Only sorts it for the replies Ferry writes itself: libunftp answers 554 (see above).
         StoreError::InvalidRestOffset { .. } => ErrorKind::PermanentFileNotAvailable,
     }
@@ -68,6 +75,10 @@ pub fn to_reply(error: &StoreError) -> Reply {
         }
         ErrorKind::FileNameNotAllowedError => (ReplyCode::BadFileName, "File name not allowed"),
         ErrorKind::ConnectionClosed => (ReplyCode::ConnectionClosed, "Connection closed"),
+        ErrorKind::ExceededStorageAllocationError => (
+            ReplyCode::ExceededStorageAllocation,
+            "Exceeded storage allocation",
+        ),
         ErrorKind::TransientFileNotAvailable => (ReplyCode::TransientFileError, "File not found"),
         _ => (ReplyCode::LocalError, "Local error"),
     };

@@ -8,8 +8,10 @@
 use super::cached::{self, CachedRead};
 use super::checksum::{self, Checksum, HashAlgorithm};
 use super::locked_writes::{self, AppendInProgress, LockedWrite};
-use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Replace, Store, StoreError};
-use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
+use super::store::{
+    CommitGate, Entry, EntryKind, EntryPages, HomeUsage, Listing, Replace, Store, StoreError,
+};
+use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath, is_reserved_name};
 use crate::transfer;
 use async_trait::async_trait;
 use cap_std::ambient_authority;
@@ -240,6 +242,19 @@ impl Store for LocalStore {
         .await
     }
 
+    async fn available_space(&self) -> Option<u64> {
+        self.blocking(|home| {
+            let stats = rustix::fs::fstatvfs(home).map_err(io::Error::from)?;
+            Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+        })
+        .await
+        .ok()
+    }
+
+    async fn measure(&self) -> Result<HomeUsage, StoreError> {
+        self.blocking(|home| measure_dir(home.try_clone()?)).await
+    }
+
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {
         let path = path.clone();
         self.blocking(move |home| Ok(home.remove_file(path.relative())?))
@@ -372,6 +387,34 @@ impl EntryPages for LocalPages {
     }
 }
 
+/// The files under `dir` and their bytes, walked depth first without following symlinks
+/// (each counts as itself); entries that vanish meanwhile are skipped.
+fn measure_dir(dir: Dir) -> Result<HomeUsage, StoreError> {
+    let mut usage = HomeUsage::default();
+    let mut pending = vec![dir];
+    while let Some(dir) = pending.pop() {
+        for dir_entry in dir.entries()? {
+            let Ok(dir_entry) = dir_entry else { continue };
+            let name = dir_entry.file_name();
+            if is_reserved_name(&name.to_string_lossy()) {
+                continue;
+            }
+            let Ok(metadata) = dir_entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                if let Ok(child) = dir_entry.open_dir() {
+                    pending.push(child);
+                }
+            } else {
+                usage.files += 1;
+                usage.bytes += metadata.len();
+            }
+        }
+    }
+    Ok(usage)
+}
+
 /// All entries of `dir` (see [`read_page`]).
 fn read_entries(dir: &Dir) -> Result<Vec<(String, Entry)>, StoreError> {
     let mut entries = dir.entries()?;
@@ -395,7 +438,7 @@ fn read_page(
         let Ok(name) = dir_entry.file_name().into_string() else {
             continue; // names that are not UTF-8 cannot be sent in a UTF-8 listing
         };
-        if name.starts_with(UPLOAD_TEMP_PREFIX) {
+        if is_reserved_name(&name) {
             continue;
         }
         let Ok(metadata) = dir_entry.metadata() else {

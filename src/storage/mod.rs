@@ -14,6 +14,7 @@ mod cached;
 pub mod checksum;
 mod context;
 mod errors;
+pub mod limits;
 mod listing;
 mod listing_stream;
 mod local;
@@ -30,7 +31,9 @@ pub use errors::to_reply;
 pub use local::{LocalStore, remove_stale_temporaries};
 pub use readiness::check_root_writable;
 pub use session_store::SessionStore;
-pub use store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Replace, Store, StoreError};
+pub use store::{
+    CommitGate, Entry, EntryKind, EntryPages, HomeUsage, Listing, Replace, Store, StoreError,
+};
 
 use crate::accounts::auth::FerryUser;
 use crate::accounts::users::Permissions;
@@ -39,7 +42,9 @@ use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::storage::checksum::{Checksum, HashAlgorithm};
 use crate::storage::paths::{UserPath, resolve_user_path};
 use crate::transfer;
+use crate::transfer::pace::paced;
 use async_trait::async_trait;
+use limits::{Limits, QuotaStatus, UploadKind};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,14 +61,51 @@ pub struct FerryStorage<S: Store = SessionStore> {
     store: S,
     session: Arc<dyn SessionContext>,
     audit: AuditLog,
+    /// Quotas and bandwidth, shared by every session of the server.
+    limits: Arc<Limits>,
 }
 
 impl<S: Store> FerryStorage<S> {
-    pub fn new(store: S, session: Arc<dyn SessionContext>, audit: AuditLog) -> Self {
+    pub fn new(
+        store: S,
+        session: Arc<dyn SessionContext>,
+        audit: AuditLog,
+        limits: Arc<Limits>,
+    ) -> Self {
         FerryStorage {
             store,
             session,
             audit,
+            limits,
+        }
+    }
+
+    /// AVBL and SITE QUOTA: the home's usage and the account's quotas (measuring the home
+    /// if it never was). Needs no permission beyond an account that still admits the session.
+    pub async fn quota_status(&self, user: &FerryUser) -> Result<QuotaStatus, StoreError> {
+        self.permissions_now(user)?;
+        self.limits.status(user, &self.store).await
+    }
+
+    /// AVBL: what the byte quota leaves, else the free space where the home lives; None when
+    /// neither is known (a bucket without a quota).
+    pub async fn available(&self, user: &FerryUser) -> Result<Option<u64>, StoreError> {
+        self.permissions_now(user)?;
+        match self.limits.bytes_left(user, &self.store).await? {
+            Some(left) => Ok(Some(left)),
+            None => Ok(self.store.available_space().await),
+        }
+    }
+
+    /// ALLO n: refused with 552 when `bytes` exceed what the byte quota leaves; otherwise what
+    /// it leaves (None without a byte quota).
+    pub async fn allocate(&self, user: &FerryUser, bytes: u64) -> Result<Option<u64>, StoreError> {
+        self.permissions_now(user)?;
+        match self.limits.bytes_left(user, &self.store).await? {
+            Some(left) if bytes > left => Err(StoreError::QuotaExceeded(format!(
+                "Quota exceeded: {bytes} bytes asked, {left} left"
+            ))),
+            left => Ok(left),
         }
     }
 
@@ -216,6 +258,73 @@ impl<S: Store> FerryStorage<S> {
         let result = self.store.set_permissions(&path, mode & 0o777).await;
         self.audit_result(user, Op::Chmod, &path, started, &result, |_| None);
         result
+    }
+
+    /// The upload path: permissions, the quota, then the store writes the bytes (under the
+    /// account's bandwidth limits and what its quota leaves) and commits them only while the
+    /// client is still connected; last, the usage moves by what the upload added.
+    async fn upload<R>(
+        &self,
+        user: &FerryUser,
+        path: &UserPath,
+        input: &mut R,
+        start_pos: u64,
+    ) -> Result<u64, StoreError>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin,
+    {
+        // APPE needs `upload` only, like a write in vsftpd and ProFTPD: appending adds to a
+        // file and never replaces what is there, so `overwrite` is not asked, and its size
+        // lookup is part of the append, not a listing (`list`).
+        let kind = match (libunftp::storage::upload_is_append(), start_pos) {
+            (true, _) => UploadKind::Append,
+            (false, 0) => UploadKind::Replace,
+            // REST+STOR resumes into the existing file: on disk the documented exception to
+            // atomic replacement (the partial file is what the client resumes).
+            (false, offset) => UploadKind::Resume(offset),
+        };
+        let replace = match kind {
+            UploadKind::Replace => self.check_overwrite(user, path).await?,
+            _ => Replace::Allowed,
+        };
+        let quota = if self.limits.tracks(user) {
+            let previous_len = self.length_of(path).await?;
+            self.limits
+                .before_upload(user, &self.store, kind, previous_len)
+                .await?
+        } else {
+            None
+        };
+        let _transfer = self.session.clone().begin_transfer()?;
+        let gate = Arc::new(ControlConnectionGate(self.session.clone()));
+        let pace = self.limits.upload_pace(user, quota.as_ref());
+        let received = paced(pace, async {
+            match kind {
+                UploadKind::Append => self.store.append(path, input, gate).await,
+                UploadKind::Replace => {
+                    self.store
+                        .write_atomically(path, input, gate, replace)
+                        .await
+                }
+                UploadKind::Resume(offset) => {
+                    self.store.write_in_place(path, offset, input, gate).await
+                }
+            }
+        })
+        .await?;
+        if let Some(quota) = quota {
+            self.limits.after_upload(user, quota, received).await;
+        }
+        Ok(received)
+    }
+
+    /// The length of the file at `path`; None when there is none.
+    async fn length_of(&self, path: &UserPath) -> Result<Option<u64>, StoreError> {
+        match self.store.entry(path).await {
+            Ok(entry) if entry.kind != EntryKind::Dir => Ok(Some(entry.len)),
+            Ok(_) | Err(StoreError::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Uploads replace a file only if the user may overwrite it: refused here when the file
@@ -429,7 +538,8 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let abandoned = AuditIfAbandoned::new(self, user, Op::Download, &path, started);
         let result = match self.session.clone().begin_transfer() {
             Ok(_transfer) => {
-                let sent = self.store.read_into(&path, start_pos, output).await;
+                let pace = self.limits.download_pace(user);
+                let sent = paced(pace, self.store.read_into(&path, start_pos, output)).await;
                 if sent.is_ok() && self.session.shutting_down() {
                     // Kernel buffers do not outlive the process (a container's network goes
                     // with it): the download is done when the client has acknowledged it.
@@ -473,31 +583,7 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let started = Instant::now();
         let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
-        let result = async {
-            if libunftp::storage::upload_is_append() {
-                // APPE needs `upload` only, like a write in vsftpd and ProFTPD: appending adds
-                // to a file and never replaces what is there, so `overwrite` is not asked,
-                // and its size lookup is part of the append, not a listing (`list`).
-                let _transfer = self.session.clone().begin_transfer()?;
-                let gate = Arc::new(ControlConnectionGate(self.session.clone()));
-                return self.store.append(&path, &mut input, gate).await;
-            }
-            let replace = self.check_overwrite(user, &path).await?;
-            let _transfer = self.session.clone().begin_transfer()?;
-            let gate = Arc::new(ControlConnectionGate(self.session.clone()));
-            if start_pos == 0 {
-                self.store
-                    .write_atomically(&path, &mut input, gate, replace)
-                    .await
-            } else {
-                // REST+STOR resumes into the existing file: on disk the documented exception
-                // to atomic replacement (the partial file is what the client resumes).
-                self.store
-                    .write_in_place(&path, start_pos, &mut input, gate)
-                    .await
-            }
-        }
-        .await;
+        let result = self.upload(user, &path, &mut input, start_pos).await;
         abandoned.disarm();
         self.finish(user, Op::Upload, &path, started, result, |received| {
             Some(*received)
@@ -511,7 +597,16 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
     ) -> ftp::Result<()> {
         let started = Instant::now();
         let path = self.authorize(user, Op::Rm, path.as_ref(), |p| p.delete)?;
-        let result = self.store.remove_file(&path).await;
+        let result = async {
+            if !self.limits.tracks(user) {
+                return self.store.remove_file(&path).await;
+            }
+            let len = self.length_of(&path).await?;
+            self.store.remove_file(&path).await?;
+            self.limits.after_delete(user, len.unwrap_or(0)).await;
+            Ok(())
+        }
+        .await;
         self.finish(user, Op::Rm, &path, started, result, |_| None)
     }
 

@@ -14,6 +14,12 @@ use std::path::{Component, Path, PathBuf};
 /// Names with this prefix are invisible to clients and cannot be used by them.
 pub const UPLOAD_TEMP_PREFIX: &str = ".ferry-upload-";
 
+/// Whether clients may not name, and listings leave out, a file called `name`: upload
+/// temporaries, and the usage directory a home at the root would otherwise show.
+pub fn is_reserved_name(name: &str) -> bool {
+    name.starts_with(UPLOAD_TEMP_PREFIX) || name == crate::config::DEFAULT_USAGE_DIR_NAME
+}
+
 /// Longest path, in bytes, a client may name (Linux PATH_MAX).
 const MAX_PATH_BYTES: usize = 4096;
 
@@ -59,7 +65,7 @@ pub fn resolve_user_path(client_path: &Path) -> Result<UserPath, PathError> {
                 if name.len() > MAX_NAME_BYTES {
                     return Err(PathError::NameTooLong);
                 }
-                if name.starts_with(UPLOAD_TEMP_PREFIX) {
+                if is_reserved_name(name) {
                     return Err(PathError::Reserved);
                 }
                 parts.push(name);
@@ -170,6 +176,14 @@ mod tests {
         let name = format!("/dir/{UPLOAD_TEMP_PREFIX}123");
         assert_eq!(
             resolve_user_path(Path::new(&name)),
+            Err(PathError::Reserved)
+        );
+    }
+
+    #[test]
+    fn the_usage_directory_cannot_be_named_by_clients() {
+        assert_eq!(
+            resolve_user_path(Path::new("/.ferry-usage/bob.usage")),
             Err(PathError::Reserved)
         );
     }

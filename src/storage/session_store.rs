@@ -7,7 +7,7 @@ use super::checksum::{Checksum, HashAlgorithm};
 use super::local::LocalStore;
 use super::paths::UserPath;
 use super::s3::S3Store;
-use super::store::{CommitGate, Entry, Listing, Replace, Store, StoreError};
+use super::store::{CommitGate, Entry, HomeUsage, Listing, Replace, Store, StoreError};
 use async_trait::async_trait;
 use std::io;
 use std::path::Path;
@@ -113,6 +113,14 @@ impl Store for SessionStore {
         R: AsyncRead + Unpin + Send + ?Sized,
     {
         forward!(self, store => store.append(path, input, gate).await)
+    }
+
+    async fn measure(&self) -> Result<HomeUsage, StoreError> {
+        forward!(self, store => store.measure().await)
+    }
+
+    async fn available_space(&self) -> Option<u64> {
+        forward!(self, store => store.available_space().await)
     }
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@
 
 use crate::storage::checksum::{Checksum, HashAlgorithm};
 use crate::storage::paths::{PathError, UserPath};
+use crate::transfer::pace::BudgetExceeded;
 use async_trait::async_trait;
 use std::fmt::Debug;
 use std::io;
@@ -72,6 +73,12 @@ pub enum StoreError {
     /// directory); the text says what and why.
     #[error("{0}")]
     Unsupported(String),
+    /// Where usage is kept could not be read or written (451): quotas cannot be checked.
+    #[error("quota accounting unavailable: {0}")]
+    QuotaUnavailable(String),
+    /// An upload or an ALLO past the user's quota (552); the text says which limit.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("I/O error: {0}")]
     Io(io::Error),
 }
@@ -79,6 +86,9 @@ pub enum StoreError {
 impl From<io::Error> for StoreError {
     fn from(error: io::Error) -> Self {
         use io::ErrorKind as Kind;
+        if let Some(exceeded) = BudgetExceeded::within(&error) {
+            return StoreError::QuotaExceeded(exceeded.0.clone());
+        }
         match (error.kind(), error.raw_os_error()) {
             (Kind::NotFound, _) => StoreError::NotFound,
             // cap-std reports a path that leads outside the home (through `..` in a symlink
@@ -138,6 +148,13 @@ impl EntryPages for OnePage {
 /// from whatever thread finishes the upload.
 pub trait CommitGate: Send + Sync {
     fn may_commit(&self) -> Result<(), StoreError>;
+}
+
+/// What a home holds, as [`Store::measure`] counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HomeUsage {
+    pub bytes: u64,
+    pub files: u64,
 }
 
 /// Whether an upload may replace a file already under its name.
@@ -240,6 +257,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     ) -> Result<u64, StoreError>
     where
         R: AsyncRead + Unpin + Send + ?Sized;
+
+    /// What the whole home holds: its files and their bytes (directories and upload
+    /// temporaries not counted; a symlink counts as itself, not what it leads to). Walks the
+    /// home or lists every key under it: for quota accounting, measured once and on rescans.
+    async fn measure(&self) -> Result<HomeUsage, StoreError>;
+
+    /// Bytes that can still be written where the home lives (AVBL without a quota); None when
+    /// the store cannot tell (object storage has no such limit).
+    async fn available_space(&self) -> Option<u64> {
+        None
+    }
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError>;
     async fn create_dir(&self, path: &UserPath) -> Result<(), StoreError>;

@@ -6,6 +6,7 @@
 //! of one per 4–8 KiB (what libunftp's default path does through `tokio::fs`).
 
 use super::ascii::{FromCrlf, ToCrlf};
+use super::pace::Pace;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -24,21 +25,28 @@ const BUFFERS: usize = 3;
 ///
 /// Download path: blocking reader (pread into a buffer) → channel → async socket writes,
 /// with emptied buffers handed back to the reader for reuse.
-pub async fn send_file<W>(file: File, offset: u64, out: &mut W, ascii: bool) -> io::Result<u64>
+pub async fn send_file<W>(
+    file: File,
+    offset: u64,
+    out: &mut W,
+    ascii: bool,
+    pace: &Pace,
+) -> io::Result<u64>
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
     let (full_tx, mut full_rx) = mpsc::channel::<io::Result<Vec<u8>>>(BUFFERS);
     let (empty_tx, mut empty_rx) = mpsc::channel::<Vec<u8>>(BUFFERS);
+    let chunk = pace.chunk(CHUNK);
     for _ in 0..BUFFERS {
         // Cannot fail: the channel has room for exactly BUFFERS buffers.
-        let _ = empty_tx.try_send(vec![0u8; CHUNK]);
+        let _ = empty_tx.try_send(vec![0u8; chunk]);
     }
 
     let reader = tokio::task::spawn_blocking(move || {
         let mut position = offset;
         while let Some(mut buffer) = empty_rx.blocking_recv() {
-            buffer.resize(CHUNK, 0);
+            buffer.resize(chunk, 0);
             let read = match read_full(&file, &mut buffer, position) {
                 Ok(read) => read,
                 Err(error) => {
@@ -73,6 +81,7 @@ where
             };
             out.write_all(wire).await?;
             sent += wire.len() as u64;
+            pace.after_chunk_async(wire.len() as u64).await?;
             let _ = empty_tx.send(buffer).await;
         }
         out.flush().await
@@ -101,6 +110,7 @@ pub async fn receive_into_file<R, T>(
     offset: u64,
     held: T,
     ascii: bool,
+    pace: &Pace,
 ) -> io::Result<(u64, T)>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -136,8 +146,9 @@ where
                 }
             };
             buffer.clear();
-            let end_of_stream = fill_buffer(input, &mut buffer).await?;
+            let end_of_stream = fill_buffer(input, &mut buffer, pace.chunk(CHUNK)).await?;
             received += buffer.len() as u64;
+            pace.after_chunk_async(buffer.len() as u64).await?;
             if let Some(from_crlf) = &mut from_crlf {
                 // A new buffer: the conversion shrinks, except for a CR held from the last one.
                 let mut converted = Vec::with_capacity(buffer.len() + 1);
@@ -166,14 +177,14 @@ where
     read_result.map(|()| (received, held))
 }
 
-/// Reads from `input` until `buffer` holds CHUNK bytes or the stream ends; true at the end.
-async fn fill_buffer<R>(input: &mut R, buffer: &mut Vec<u8>) -> io::Result<bool>
+/// Reads from `input` until `buffer` holds `chunk` bytes or the stream ends; true at the end.
+async fn fill_buffer<R>(input: &mut R, buffer: &mut Vec<u8>, chunk: usize) -> io::Result<bool>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    while buffer.len() < CHUNK {
+    while buffer.len() < chunk {
         let read = (&mut *input)
-            .take((CHUNK - buffer.len()) as u64)
+            .take((chunk - buffer.len()) as u64)
             .read_buf(buffer)
             .await?;
         if read == 0 {
@@ -214,14 +225,22 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&data).unwrap();
         let mut out = Vec::new();
-        let sent = send_file(file.try_clone().unwrap(), 0, &mut out, false)
-            .await
-            .unwrap();
+        let sent = send_file(
+            file.try_clone().unwrap(),
+            0,
+            &mut out,
+            false,
+            &Pace::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(sent as usize, data.len());
         assert_eq!(out, data);
 
         let mut tail = Vec::new();
-        let sent = send_file(file, 1000, &mut tail, false).await.unwrap();
+        let sent = send_file(file, 1000, &mut tail, false, &Pace::default())
+            .await
+            .unwrap();
         assert_eq!(sent as usize, data.len() - 1000);
         assert_eq!(tail, &data[1000..]);
     }
@@ -230,10 +249,16 @@ mod tests {
     async fn receive_into_file_writes_every_byte_at_the_offset() {
         let data = pattern(2 * CHUNK + 5);
         let file = tempfile::tempfile().unwrap();
-        let (received, ()) =
-            receive_into_file(&mut &data[..], file.try_clone().unwrap(), 3, (), false)
-                .await
-                .unwrap();
+        let (received, ()) = receive_into_file(
+            &mut &data[..],
+            file.try_clone().unwrap(),
+            3,
+            (),
+            false,
+            &Pace::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(received as usize, data.len());
         let mut written = Vec::new();
         (&file).read_to_end(&mut written).unwrap();
@@ -273,7 +298,7 @@ mod tests {
             len: 5000,
             reset: true,
         };
-        let error = receive_into_file(&mut client, file, 0, (), false)
+        let error = receive_into_file(&mut client, file, 0, (), false, &Pace::default())
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
@@ -301,7 +326,8 @@ mod tests {
             len: BUFFERS * CHUNK,
             reset: false,
         };
-        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held, false));
+        let pace = Pace::default();
+        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held, false, &pace));
         // One poll queues every buffer for the writer and then waits for an empty one; the
         // transfer is abandoned right there, before the writer has (likely) written anything.
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(transfer.as_mut().poll(cx)));

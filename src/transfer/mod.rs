@@ -13,6 +13,7 @@
 mod ascii;
 mod buffered;
 mod idle;
+pub mod pace;
 mod stream;
 mod zero_copy;
 
@@ -42,6 +43,7 @@ where
     W: AsyncWrite + Unpin + ?Sized,
     E: From<io::Error> + Send + 'static,
 {
+    let pace = pace::current();
     match zero_copy_socket()? {
         Some(socket) => {
             run_cancellable(move |cancelled| {
@@ -52,6 +54,7 @@ where
                     offset,
                     cancelled,
                     data_timeout,
+                    &pace,
                 )?)
             })
             .await
@@ -59,7 +62,7 @@ where
         None => {
             let file = run_cancellable(move |_| open()).await?;
             let mut out = IdleStream::new(out, data_timeout);
-            Ok(buffered::send_file(file, offset, &mut out, ascii_mode()).await?)
+            Ok(buffered::send_file(file, offset, &mut out, ascii_mode(), &pace).await?)
         }
     }
 }
@@ -80,6 +83,7 @@ where
     let mut out = IdleStream::new(out, data_timeout);
     out.write_all(wire).await?;
     out.flush().await?;
+    pace::current().after_chunk_async(wire.len() as u64).await?;
     Ok(wire.len() as u64)
 }
 
@@ -105,12 +109,19 @@ where
     E: From<io::Error> + Send + 'static,
     T: Send + 'static,
 {
+    let pace = pace::current();
     match zero_copy_socket()? {
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let (file, opened) = open()?;
-                let received =
-                    zero_copy::receive_into_file(&socket, &file, offset, cancelled, data_timeout)?;
+                let received = zero_copy::receive_into_file(
+                    &socket,
+                    &file,
+                    offset,
+                    cancelled,
+                    data_timeout,
+                    &pace,
+                )?;
                 drop(file);
                 finish(opened)?;
                 Ok(received)
@@ -121,7 +132,8 @@ where
             let (file, opened) = run_cancellable(move |_| open()).await?;
             let mut input = IdleStream::new(input, data_timeout);
             let (received, opened) =
-                buffered::receive_into_file(&mut input, file, offset, opened, ascii_mode()).await?;
+                buffered::receive_into_file(&mut input, file, offset, opened, ascii_mode(), &pace)
+                    .await?;
             run_cancellable(move |_| finish(opened)).await?;
             Ok(received)
         }

@@ -3,6 +3,7 @@
 
 use super::ascii::{FromCrlf, ToCrlf};
 use super::idle::IdleStream;
+use super::pace::{self, Pace};
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -17,6 +18,7 @@ pub struct Incoming<'a, R: ?Sized> {
     scratch: Vec<u8>,
     /// Bytes read from the data connection (on the wire).
     received: u64,
+    pace: Pace,
 }
 
 impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
@@ -26,6 +28,7 @@ impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
             from_crlf: super::ascii_mode().then(FromCrlf::default),
             scratch: Vec::new(),
             received: 0,
+            pace: pace::current(),
         }
     }
 
@@ -34,7 +37,7 @@ impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
     /// `TimedOut`.
     pub async fn fill(&mut self, buffer: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
         while buffer.len() < limit {
-            let want = (limit - buffer.len()).min(READ_CHUNK) as u64;
+            let want = (limit - buffer.len()).min(self.pace.chunk(READ_CHUNK)) as u64;
             let read = match &mut self.from_crlf {
                 None => (&mut self.input).take(want).read_buf(buffer).await?,
                 Some(from_crlf) => {
@@ -54,6 +57,7 @@ impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
             if read == 0 {
                 return Ok(true);
             }
+            self.pace.after_chunk_async(read as u64).await?;
         }
         Ok(false)
     }
@@ -71,6 +75,7 @@ pub struct Outgoing<'a, W: ?Sized> {
     converted: Vec<u8>,
     /// Bytes written to the data connection (on the wire).
     sent: u64,
+    pace: Pace,
 }
 
 impl<'a, W: AsyncWrite + Unpin + ?Sized> Outgoing<'a, W> {
@@ -80,6 +85,7 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> Outgoing<'a, W> {
             to_crlf: super::ascii_mode().then(ToCrlf::default),
             converted: Vec::new(),
             sent: 0,
+            pace: pace::current(),
         }
     }
 
@@ -94,7 +100,7 @@ impl<'a, W: AsyncWrite + Unpin + ?Sized> Outgoing<'a, W> {
         };
         self.out.write_all(wire).await?;
         self.sent += wire.len() as u64;
-        Ok(())
+        self.pace.after_chunk_async(wire.len() as u64).await
     }
 
     /// Flushes what is buffered; returns the bytes sent.

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::idle::IdleClock;
+use super::pace::Pace;
 
 /// Longest wait for the socket before a transfer checks whether it was abandoned (ABOR, a
 /// dropped session): an abandoned transfer's thread and socket linger at most this long.
@@ -87,8 +88,10 @@ pub fn send_file(
     offset: u64,
     cancelled: &AtomicBool,
     data_timeout: Duration,
+    pace: &Pace,
 ) -> io::Result<u64> {
     let mut clock = IdleClock::start(data_timeout);
+    let chunk = pace.chunk(SENDFILE_CHUNK);
     let start = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
     let mut position = start;
@@ -98,17 +101,14 @@ pub fn send_file(
         }
         // SAFETY: both descriptors are open for the duration of the call; `position` is a
         // valid off_t that sendfile advances instead of the file's own offset.
-        let sent = unsafe {
-            libc::sendfile(
-                socket.as_raw_fd(),
-                file.as_raw_fd(),
-                &mut position,
-                SENDFILE_CHUNK,
-            )
-        };
+        let sent =
+            unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut position, chunk) };
         match sent {
             0 => return Ok((position - start) as u64), // end of file
-            sent if sent > 0 => clock.progressed(),
+            sent if sent > 0 => {
+                pace.after_chunk_blocking(sent as u64, cancelled)?;
+                clock.progressed();
+            }
             _ => {
                 wait_if_would_block(socket.as_fd(), libc::POLLOUT, io::Error::last_os_error())?;
                 clock.check()?;
@@ -126,8 +126,10 @@ pub fn receive_into_file(
     offset: u64,
     cancelled: &AtomicBool,
     data_timeout: Duration,
+    pace: &Pace,
 ) -> io::Result<u64> {
     let mut clock = IdleClock::start(data_timeout);
+    let chunk = pace.chunk(PIPE_CHUNK);
     let (pipe_out, pipe_in) = pipe()?;
     let mut position = offset;
     let mut splice_into_file = true;
@@ -142,7 +144,7 @@ pub fn receive_into_file(
                 std::ptr::null_mut(),
                 pipe_in.as_raw_fd(),
                 std::ptr::null_mut(),
-                PIPE_CHUNK,
+                chunk,
                 libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
             )
         };
@@ -150,6 +152,8 @@ pub fn receive_into_file(
             0 => return Ok(position - offset), // the client finished sending
             moved if moved > 0 => {
                 let moved = moved as usize;
+                // Charged before the write: an upload past its budget never reaches the file.
+                pace.after_chunk_blocking(moved as u64, cancelled)?;
                 if splice_into_file {
                     match drain_pipe_into_file(&pipe_out, file, position, moved) {
                         Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
@@ -281,8 +285,15 @@ mod tests {
             client.read_to_end(&mut received).expect("read");
             received
         });
-        let sent =
-            send_file(&server, &file, 1000, &AtomicBool::new(false), TEST_TIMEOUT).expect("send");
+        let sent = send_file(
+            &server,
+            &file,
+            1000,
+            &AtomicBool::new(false),
+            TEST_TIMEOUT,
+            &Pace::default(),
+        )
+        .expect("send");
         drop(server);
         assert_eq!(sent as usize, data.len() - 1000);
         assert_eq!(reader.join().expect("reader"), &data[1000..]);
@@ -295,8 +306,15 @@ mod tests {
         let (server, mut client) = socket_pair();
         let sent = data.clone();
         let writer = std::thread::spawn(move || client.write_all(&sent).expect("write"));
-        let received = receive_into_file(&server, &file, 2, &AtomicBool::new(false), TEST_TIMEOUT)
-            .expect("receive");
+        let received = receive_into_file(
+            &server,
+            &file,
+            2,
+            &AtomicBool::new(false),
+            TEST_TIMEOUT,
+            &Pace::default(),
+        )
+        .expect("receive");
         writer.join().expect("writer");
         assert_eq!(received as usize, data.len());
         let mut written = Vec::new();
@@ -315,7 +333,15 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(150));
                 cancelled.store(true, Ordering::Relaxed);
             });
-            receive_into_file(&server, &file, 0, &cancelled, TEST_TIMEOUT).expect_err("cancelled")
+            receive_into_file(
+                &server,
+                &file,
+                0,
+                &cancelled,
+                TEST_TIMEOUT,
+                &Pace::default(),
+            )
+            .expect_err("cancelled")
         });
         assert_eq!(error.kind(), io::ErrorKind::Interrupted);
     }

@@ -83,6 +83,7 @@ fn user(name: &str, password: &str) -> UserRecord {
         enabled: true,
         allowed_networks: Vec::new(),
         require_tls: false,
+        limits: Default::default(),
     }
 }
 
@@ -101,6 +102,7 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         users_file: users_file.to_path_buf(),
         users_database: None,
         users_password_file: None,
+        limits: Default::default(),
         passive_ports: 50_000..=50_010,
         passive_host: None,
         greeting: "test".into(),

@@ -6,6 +6,7 @@
 
 use super::connection::query;
 use super::error::DatabaseError;
+use crate::accounts::limits::{AccountLimits, LIMIT_FIELDS};
 use crate::accounts::password::validate_phc;
 use crate::accounts::users::{
     ALL_SHORTHAND, Permissions, READ_ONLY_SHORTHAND, UserRecord, UsersFile, validate_home,
@@ -15,7 +16,8 @@ use crate::config::{UsersDatabase, parse_network};
 use tokio_postgres::{Client, Row};
 
 const SELECT_USERS: &str = "SELECT name, password_hash, home, permissions, enabled, \
-    allowed_networks, require_tls FROM ferry_users";
+    allowed_networks, require_tls, quota_bytes, quota_files, upload_rate, download_rate \
+    FROM ferry_users";
 
 /// A row left out of the accounts, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,17 @@ fn record_from_row(row: &Row) -> Result<UserRecord, InvalidRow> {
         .map(|network| parse_network(network))
         .collect::<Result<_, _>>()
         .map_err(|problem| invalid("allowed_networks", problem))?;
+    let mut limits = AccountLimits::default();
+    for name in LIMIT_FIELDS {
+        let value: Option<i64> = row
+            .try_get(name)
+            .map_err(|error| invalid(name, error.to_string()))?;
+        if let (Some(value), Some(slot)) = (value, limits.field_mut(name)) {
+            *slot = Some(
+                u64::try_from(value).map_err(|_| invalid(name, format!("{value} is negative")))?,
+            );
+        }
+    }
     Ok(UserRecord {
         name: name.clone(),
         password_hash,
@@ -92,6 +105,7 @@ fn record_from_row(row: &Row) -> Result<UserRecord, InvalidRow> {
         enabled: field!("enabled"),
         allowed_networks,
         require_tls: field!("require_tls"),
+        limits,
     })
 }
 
@@ -108,12 +122,14 @@ pub async fn insert_user(
         .iter()
         .map(ToString::to_string)
         .collect();
+    let limits = limit_columns(&record.limits);
     let inserted = query(
         database,
         "add the account",
         client.execute(
             "INSERT INTO ferry_users (name, password_hash, home, permissions, enabled, \
-             allowed_networks, require_tls) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             allowed_networks, require_tls, quota_bytes, quota_files, upload_rate, \
+             download_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (name) DO NOTHING",
             &[
                 &record.name,
@@ -123,11 +139,47 @@ pub async fn insert_user(
                 &record.enabled,
                 &networks,
                 &record.require_tls,
+                &limits[0],
+                &limits[1],
+                &limits[2],
+                &limits[3],
             ],
         ),
     )
     .await?;
     Ok(inserted == 1)
+}
+
+/// Replaces the limits of `name`; false when there is no such account.
+pub async fn set_limits(
+    client: &Client,
+    database: &UsersDatabase,
+    name: &str,
+    limits: &AccountLimits,
+) -> Result<bool, DatabaseError> {
+    let limits = limit_columns(limits);
+    let updated = query(
+        database,
+        "change the limits",
+        client.execute(
+            "UPDATE ferry_users SET quota_bytes = $2, quota_files = $3, upload_rate = $4, \
+             download_rate = $5, updated_at = now() WHERE name = $1",
+            &[&name, &limits[0], &limits[1], &limits[2], &limits[3]],
+        ),
+    )
+    .await?;
+    Ok(updated == 1)
+}
+
+/// The limits as the columns hold them, in [`LIMIT_FIELDS`] order.
+fn limit_columns(limits: &AccountLimits) -> [Option<i64>; 4] {
+    let column = |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
+    [
+        column(limits.quota_bytes),
+        column(limits.quota_files),
+        column(limits.upload_rate),
+        column(limits.download_rate),
+    ]
 }
 
 /// Replaces the password hash of `name`; false when there is no such account.

@@ -57,6 +57,22 @@ END $$;
 CREATE TRIGGER ferry_ban_started AFTER INSERT OR UPDATE ON ferry_login_failures
     FOR EACH ROW WHEN (NEW.banned_until IS NOT NULL) EXECUTE FUNCTION ferry_ban_started();
 "#,
+    // 2: per-account quotas and bandwidth (NULL: the server's default; 0: no limit), and the
+    // measured usage of each home. Usage has no trigger: instances read it when they check a
+    // quota, and its changes are not account changes.
+    r#"
+ALTER TABLE ferry_users
+    ADD COLUMN quota_bytes bigint CHECK (quota_bytes >= 0),
+    ADD COLUMN quota_files bigint CHECK (quota_files >= 0),
+    ADD COLUMN upload_rate bigint CHECK (upload_rate >= 0),
+    ADD COLUMN download_rate bigint CHECK (download_rate >= 0);
+CREATE TABLE ferry_usage (
+    name text PRIMARY KEY,
+    bytes bigint NOT NULL CHECK (bytes >= 0),
+    files bigint NOT NULL CHECK (files >= 0),
+    measured_at timestamptz NOT NULL DEFAULT now()
+);
+"#,
 ];
 
 /// The schema version this Ferry writes and understands.

@@ -1,6 +1,7 @@
 //! Where `ferry user` edits accounts: the users file (rewritten under a lock) or the accounts
 //! database (one statement per change, the schema created or migrated first).
 
+use crate::accounts::limits::AccountLimits;
 use crate::accounts::postgres::connection::connect;
 use crate::accounts::postgres::records;
 use crate::accounts::postgres::schema::migrate;
@@ -118,6 +119,29 @@ impl AccountStore {
                     &store.database,
                     name,
                     &password_hash,
+                ))?
+                .then_some(())
+                .ok_or_else(|| self.no_such_user(name)),
+        }
+    }
+
+    /// Replaces the quotas and bandwidth limits of `name`.
+    pub(super) fn set_limits(&self, name: &str, limits: AccountLimits) -> Result<(), UsersError> {
+        match self {
+            AccountStore::File(path) => edit_locked(path, |file| match file.get_mut(name) {
+                Some(record) => {
+                    record.limits = limits;
+                    Ok(())
+                }
+                None => Err(self.no_such_user(name)),
+            }),
+            AccountStore::Database(store) => store
+                .runtime
+                .block_on(records::set_limits(
+                    &store.client,
+                    &store.database,
+                    name,
+                    &limits,
                 ))?
                 .then_some(())
                 .ok_or_else(|| self.no_such_user(name)),

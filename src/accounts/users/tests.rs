@@ -189,6 +189,7 @@ fn save_then_load_round_trips_every_field_and_keeps_other_users() {
             "::1/128".parse().expect("net"),
         ],
         require_tls: true,
+        limits: Default::default(),
     });
     users.insert(UserRecord {
         name: "carol".into(),
@@ -198,6 +199,7 @@ fn save_then_load_round_trips_every_field_and_keeps_other_users() {
         enabled: true,
         allowed_networks: Vec::new(),
         require_tls: false,
+        limits: Default::default(),
     });
     users.save(&path).expect("save");
 
@@ -254,6 +256,7 @@ fn debug_output_never_shows_the_hash() {
         enabled: true,
         allowed_networks: Vec::new(),
         require_tls: false,
+        limits: Default::default(),
     };
     assert!(!format!("{record:?}").contains("argon2"));
 }

@@ -1,5 +1,5 @@
 //! The commands Ferry adds to libunftp's: MFMT, SITE CHMOD, HASH (with OPTS HASH and the older
-//! XSHA1, XSHA256, XSHA512, XMD5, XCRC) and HOST.
+//! XSHA1, XSHA256, XSHA512, XMD5, XCRC), HOST, and the quota's AVBL, ALLO and SITE QUOTA.
 //!
 //! Each is registered on the session's libunftp server (built for one connection, so a
 //! handler's state, such as the algorithm OPTS HASH selected, is that session's). A handler
@@ -11,6 +11,7 @@ mod chmod;
 mod hash;
 mod host;
 mod mfmt;
+mod quota;
 
 use super::session::SessionLink;
 use crate::accounts::auth::FerryUser;
@@ -30,6 +31,9 @@ pub fn register(
     let builder = builder
         .command_extension("MFMT", mfmt::Mfmt)
         .site_command("CHMOD", chmod::SiteChmod)
+        .site_command("QUOTA", quota::SiteQuota)
+        .command_extension("AVBL", quota::Avbl)
+        .command_extension("ALLO", quota::Allo)
         .command_extension("HOST", host::Host::new(link.clone(), host_names));
     hash::register(builder)
 }

@@ -21,8 +21,8 @@ pub use bucket::{Bucket, BucketError};
 pub use journal::{SWEEP_EVERY, sweep_at_start, sweep_stale};
 
 use super::checksum::{Checksum, Digest, HashAlgorithm};
-use super::paths::{PathError, UserPath};
-use super::store::{CommitGate, Entry, EntryKind, Listing, Replace, Store, StoreError};
+use super::paths::{PathError, UPLOAD_TEMP_PREFIX, UserPath};
+use super::store::{CommitGate, Entry, EntryKind, HomeUsage, Listing, Replace, Store, StoreError};
 use crate::transfer::{Incoming, Outgoing};
 use async_trait::async_trait;
 use bucket::S3Failure;
@@ -162,6 +162,25 @@ impl S3Store {
     /// [`RENAME_MAX_KEYS`].
     async fn all_keys_under(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let mut keys = Vec::new();
+        self.each_key_under(prefix, |key, len| {
+            keys.push((key, len));
+            if keys.len() > RENAME_MAX_KEYS {
+                return Err(StoreError::Unsupported(format!(
+                    "Directory too large to rename on object storage (over {RENAME_MAX_KEYS} files)"
+                )));
+            }
+            Ok(())
+        })
+        .await
+        .map(|()| keys)
+    }
+
+    /// Hands `visit` every key under `prefix` with its size, a ListObjectsV2 page at a time.
+    async fn each_key_under(
+        &self,
+        prefix: &str,
+        mut visit: impl FnMut(String, u64) -> Result<(), StoreError> + Send,
+    ) -> Result<(), StoreError> {
         let mut token = None;
         loop {
             let request = self
@@ -172,18 +191,14 @@ impl S3Store {
                 .prefix(prefix)
                 .set_continuation_token(token.take());
             let page = self.bucket.call("ListObjectsV2", request.send()).await?;
-            keys.extend(page.contents().iter().filter_map(|object| {
-                let len = object.size().unwrap_or(0).max(0) as u64;
-                Some((object.key()?.to_owned(), len))
-            }));
-            if keys.len() > RENAME_MAX_KEYS {
-                return Err(StoreError::Unsupported(format!(
-                    "Directory too large to rename on object storage (over {RENAME_MAX_KEYS} files)"
-                )));
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    visit(key.to_owned(), object.size().unwrap_or(0).max(0) as u64)?;
+                }
             }
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(keys),
+                _ => return Ok(()),
             }
         }
     }
@@ -497,6 +512,25 @@ impl Store for S3Store {
             }
         };
         self.rewrite(key, keep, input, gate).await
+    }
+
+    /// Every object under the home but directory markers (`dir/`) and Ferry's own records.
+    async fn measure(&self) -> Result<HomeUsage, StoreError> {
+        let home = self.home()?.to_owned();
+        let mut usage = HomeUsage::default();
+        self.each_key_under(&home, |key, len| {
+            let inside = &key[home.len()..];
+            let ferrys_own = inside
+                .split('/')
+                .any(|part| part.starts_with(UPLOAD_TEMP_PREFIX));
+            if !inside.is_empty() && !inside.ends_with('/') && !ferrys_own {
+                usage.files += 1;
+                usage.bytes += len;
+            }
+            Ok(())
+        })
+        .await
+        .map(|()| usage)
     }
 
     async fn remove_file(&self, path: &UserPath) -> Result<(), StoreError> {

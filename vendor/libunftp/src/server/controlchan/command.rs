@@ -108,6 +108,8 @@ pub enum Command {
         /// The path to the directory the client wants to create.
         path: PathBuf,
     },
+    // FERRY PATCH (quota-commands): ALLO is parsed as an extension command now.
+    #[allow(dead_code)]
     Allo {
         // The `ALLO` command can actually have an optional argument, but since we regard `ALLO`
         // as noop, we won't even parse it.

@@ -541,6 +541,8 @@ where
                     ErrorKind::LocalError => ReplyCode::LocalError,
                     ErrorKind::TransientFileNotAvailable => ReplyCode::TransientFileError,
                     ErrorKind::InsufficientStorageSpaceError => ReplyCode::OutOfSpace,
+                    // FERRY PATCH (quota-commands): a quota's refusal says which limit.
+                    ErrorKind::ExceededStorageAllocationError => ReplyCode::ExceededStorageAllocation,
                     _ => ReplyCode::FileError,
                 };
                 Ok(Reply::new_with_string(code, text))

@@ -45,6 +45,10 @@ where
         let extension = args.command_extensions.get(&self.command);
         // What upstream answered for a command or an option it does not know.
         let Some(extension) = extension else {
+            // FERRY PATCH (quota-commands): upstream's answer to ALLO, now parsed as an extension.
+            if self.command == "ALLO" && logged_in {
+                return Ok(Reply::new(ReplyCode::CommandOkayNotImplemented, "Ignored"));
+            }
             return Ok(if self.command.starts_with("OPTS ") {
                 Reply::new(ReplyCode::ParameterSyntaxError, "Invalid Parameter")
             } else if !logged_in {

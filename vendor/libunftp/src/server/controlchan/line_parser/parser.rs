@@ -267,7 +267,13 @@ where
             let path = path.into();
             Command::Mkd { path }
         }
-        "ALLO" => Command::Allo {},
+        // FERRY PATCH (quota-commands): ALLO's size goes to the handler registered for it (a
+        // quota can refuse it with 552); without one, the extension handler ignores it as
+        // upstream did.
+        "ALLO" => Command::Other {
+            command_name: cmd_token,
+            arguments: String::from_utf8_lossy(&parse_to_eol(cmd_params)?).to_string(),
+        },
         "ABOR" => {
             let params = parse_to_eol(cmd_params)?;
             if !params.is_empty() {
