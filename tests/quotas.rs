@@ -356,3 +356,34 @@ fn ferry_user_edit_sets_and_clears_limits_in_the_users_file() {
     assert!(!ok);
     assert!(out.contains("--quota-files"), "{out}");
 }
+
+#[tokio::test]
+async fn usage_metrics_export_each_accounts_usage_only_when_asked() {
+    for asked in [false, true] {
+        let server = TestServer::start_with(
+            |config| {
+                config.admin_bind = Some("127.0.0.1:0".parse().unwrap());
+                config.limits.usage_metrics = asked;
+            },
+            &[user("alice", "quota_bytes = \"1M\"")],
+        )
+        .await;
+        let mut raw = server.raw_login("alice").await;
+        assert_eq!(
+            upload(&mut raw, &server, "a.bin", &pattern(1234)).await.0,
+            226
+        );
+        let url = format!("http://{}/metrics", server.admin_addr.unwrap());
+        let page = tokio::task::spawn_blocking(move || ferry::observe::health_check::get(&url))
+            .await
+            .unwrap()
+            .expect("metrics page")
+            .body;
+        let series = "ferry_user_usage_bytes{user=\"alice\"} 1234";
+        assert_eq!(page.contains(series), asked, "{page}");
+        assert!(
+            page.contains("ferry_usage_update_failures_total 0"),
+            "{page}"
+        );
+    }
+}

@@ -699,3 +699,33 @@ async fn a_quota_holds_on_the_bucket_and_a_refused_upload_leaves_nothing() {
     let left = left + 3 * MIB as u64;
     assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
 }
+
+#[tokio::test]
+async fn bandwidth_limits_hold_on_the_bucket_too() {
+    let rate = MIB as u64;
+    let limited = [TestUser {
+        name: "alice",
+        permissions: ALL,
+        extra: "download_rate = \"1M\"\nupload_rate = \"1M\"",
+    }];
+    let f = s3::Fixture::start_with(&limited, |_| {}).await;
+    let file = pattern(2 * MIB);
+    let mut raw = f.server.raw_login("alice").await;
+    let started = std::time::Instant::now();
+    let mut data_connection = raw.epsv(f.server.addr).await;
+    raw.expect("STOR f.bin", 150).await;
+    data_connection.write_all(&file).await.expect("send");
+    drop(data_connection);
+    assert_eq!(raw.reply().await.0, 226);
+    let up = started.elapsed();
+    let started = std::time::Instant::now();
+    let data_connection = raw.epsv(f.server.addr).await;
+    raw.expect("RETR f.bin", 150).await;
+    assert_eq!(common::read_all(data_connection).await, file);
+    assert_eq!(raw.reply().await.0, 226);
+    let down = started.elapsed();
+    // 2 MiB at 1 MiB/s, less the bucket's 0.1 s burst: a slow machine only takes longer.
+    let least = Duration::from_secs_f64(2.0 * MIB as f64 / rate as f64 - 0.15);
+    assert!(up >= least, "upload took {up:?}");
+    assert!(down >= least, "download took {down:?}");
+}
