@@ -6,6 +6,7 @@
 //! of one per 4–8 KiB (what libunftp's default path does through `tokio::fs`).
 
 use super::ascii::{FromCrlf, ToCrlf};
+use super::digest::UploadHasher;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -95,12 +96,15 @@ where
 /// future is dropped midway, the writer still drains the buffers already queued, and `held`
 /// is dropped only after that: whatever undoes a failed upload on drop (an append truncating
 /// the file back) then runs after every write, never before one.
+///
+/// With `hasher`, the writer hashes each buffer as it writes it (the bytes stored).
 pub async fn receive_into_file<R, T>(
     input: &mut R,
     file: File,
     offset: u64,
     held: T,
     ascii: bool,
+    mut hasher: Option<UploadHasher>,
 ) -> io::Result<(u64, T)>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -114,10 +118,17 @@ where
         let mut file = file;
         while let Some(buffer) = full_rx.blocking_recv() {
             file.write_all_at(&buffer, position)?;
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&buffer);
+            }
             position += buffer.len() as u64;
             let _ = empty_tx.blocking_send(buffer);
         }
         file.flush()?;
+        if let Some(hasher) = hasher {
+            // Also when the reading side failed: the caller then has an error, not a digest.
+            hasher.finish();
+        }
         Ok(held)
     });
 
@@ -230,10 +241,16 @@ mod tests {
     async fn receive_into_file_writes_every_byte_at_the_offset() {
         let data = pattern(2 * CHUNK + 5);
         let file = tempfile::tempfile().unwrap();
-        let (received, ()) =
-            receive_into_file(&mut &data[..], file.try_clone().unwrap(), 3, (), false)
-                .await
-                .unwrap();
+        let (received, ()) = receive_into_file(
+            &mut &data[..],
+            file.try_clone().unwrap(),
+            3,
+            (),
+            false,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(received as usize, data.len());
         let mut written = Vec::new();
         (&file).read_to_end(&mut written).unwrap();
@@ -273,7 +290,7 @@ mod tests {
             len: 5000,
             reset: true,
         };
-        let error = receive_into_file(&mut client, file, 0, (), false)
+        let error = receive_into_file(&mut client, file, 0, (), false, None)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
@@ -301,7 +318,7 @@ mod tests {
             len: BUFFERS * CHUNK,
             reset: false,
         };
-        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held, false));
+        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held, false, None));
         // One poll queues every buffer for the writer and then waits for an empty one; the
         // transfer is abandoned right there, before the writer has (likely) written anything.
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(transfer.as_mut().poll(cx)));

@@ -12,6 +12,7 @@
 
 mod ascii;
 mod buffered;
+pub mod digest;
 mod idle;
 mod stream;
 mod zero_copy;
@@ -91,7 +92,9 @@ where
 /// abandoned, `finish` does not run and what `open` gave is dropped, always after the last
 /// write to the file (so a drop that undoes the upload sees every byte it has to undo). On a
 /// plaintext data socket the three steps run on one blocking-pool thread and the bytes move
-/// with splice(2). A client that sends no byte for `data_timeout` ends the transfer with
+/// with splice(2), unless the upload's SHA-256 is wanted ([`digest::sha256_of_upload`]): its
+/// bytes must then pass through memory, so it takes the buffered path, which hashes them on
+/// the writer thread. A client that sends no byte for `data_timeout` ends the transfer with
 /// `TimedOut`.
 pub async fn receive_into_file<R, E, T>(
     input: &mut R,
@@ -105,7 +108,12 @@ where
     E: From<io::Error> + Send + 'static,
     T: Send + 'static,
 {
-    match zero_copy_socket()? {
+    let hasher = digest::UploadHasher::wanted();
+    let socket = match hasher {
+        Some(_) => None,
+        None => zero_copy_socket()?,
+    };
+    match socket {
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let (file, opened) = open()?;
@@ -121,7 +129,8 @@ where
             let (file, opened) = run_cancellable(move |_| open()).await?;
             let mut input = IdleStream::new(input, data_timeout);
             let (received, opened) =
-                buffered::receive_into_file(&mut input, file, offset, opened, ascii_mode()).await?;
+                buffered::receive_into_file(&mut input, file, offset, opened, ascii_mode(), hasher)
+                    .await?;
             run_cancellable(move |_| finish(opened)).await?;
             Ok(received)
         }
