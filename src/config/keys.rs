@@ -48,10 +48,14 @@ pub(super) enum Key {
     InstanceId,
     ShutdownDrain,
     UsersPasswordFile,
+    EventWebhook,
+    EventWebhookSecretFile,
+    EventSpool,
+    EventSpoolMaxEvents,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 42] = [
+    pub(super) const ALL: [Key; 46] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -94,6 +98,10 @@ impl Key {
         Key::InstanceId,
         Key::ShutdownDrain,
         Key::UsersPasswordFile,
+        Key::EventWebhook,
+        Key::EventWebhookSecretFile,
+        Key::EventSpool,
+        Key::EventSpoolMaxEvents,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -140,6 +148,10 @@ impl Key {
             Key::InstanceId => "instance_id",
             Key::ShutdownDrain => "shutdown_drain",
             Key::UsersPasswordFile => "users_password_file",
+            Key::EventWebhook => "event_webhook",
+            Key::EventWebhookSecretFile => "event_webhook_secret_file",
+            Key::EventSpool => "event_spool",
+            Key::EventSpoolMaxEvents => "event_spool_max_events",
         }
     }
 
@@ -210,5 +222,15 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         (Key::InstanceId, args.instance_id.as_deref()),
         (Key::ShutdownDrain, args.shutdown_drain.as_deref()),
         (Key::UsersPasswordFile, args.users_password_file.as_deref()),
+        (Key::EventWebhook, args.event_webhook.as_deref()),
+        (
+            Key::EventWebhookSecretFile,
+            args.event_webhook_secret_file.as_deref(),
+        ),
+        (Key::EventSpool, args.event_spool.as_deref()),
+        (
+            Key::EventSpoolMaxEvents,
+            args.event_spool_max_events.as_deref(),
+        ),
     ]
 }

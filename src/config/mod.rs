@@ -5,6 +5,7 @@
 //! the value parsers, [`flags`] the `ferry serve` flags. It uses `tls` (to check the `tls*`
 //! settings load) and `observe` (the log format); `accounts`, `storage` and `server` use it.
 
+mod events;
 mod flags;
 mod keys;
 mod layers;
@@ -14,6 +15,10 @@ mod values;
 
 use crate::observe::logging::LogFormat;
 use crate::tls::TlsSettings;
+pub use events::{
+    DEFAULT_EVENT_SPOOL_NAME, EventKind, EventSettings, HookSecret, HookSettings, HookTarget,
+    SIMPLE_WEBHOOK_NAME,
+};
 pub use flags::ServeArgs;
 use ipnet::IpNet;
 use keys::Key;
@@ -176,6 +181,9 @@ pub struct Config {
     /// connection is its client's own. A list in the file, comma-separated in the environment
     /// and the flag.
     pub proxy_from: Vec<IpNet>,
+    /// Events when files arrive: `event_webhook`, `event_webhook_secret_file`, `event_spool`,
+    /// `event_spool_max_events` and the `[[event_hooks]]` tables (file only).
+    pub events: EventSettings,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -216,6 +224,7 @@ impl Default for Config {
             max_transfers: DEFAULT_MAX_TRANSFERS,
             host_names: Vec::new(),
             proxy_from: Vec::new(),
+            events: EventSettings::default(),
             source_file: None,
         }
     }
@@ -246,9 +255,7 @@ impl Config {
         let mut settings = Settings::default();
         let config_file = read_config_file(args, env, default_config_file)?;
         if let Some((path, text)) = &config_file {
-            for assignment in file_layer(path, text)? {
-                settings.apply(assignment)?;
-            }
+            settings.apply_file(path, text)?;
         }
         for assignment in env_layer(env).into_iter().chain(flag_layer(args)) {
             settings.apply(assignment)?;
@@ -261,9 +268,7 @@ impl Config {
     /// target (`fuzz/`). `path` is used only in error messages.
     pub fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut settings = Settings::default();
-        for assignment in file_layer(path, text)? {
-            settings.apply(assignment)?;
-        }
+        settings.apply_file(path, text)?;
         Ok(settings.combine(Some(path.to_owned())).0)
     }
 }
@@ -323,7 +328,9 @@ fn file_position(path: &Path, line: Option<usize>) -> String {
 }
 
 fn known_keys() -> String {
-    Key::ALL.map(Key::name).join(", ")
+    let mut keys = Key::ALL.map(Key::name).to_vec();
+    keys.push(events::EVENT_HOOKS_KEY);
+    keys.join(", ")
 }
 
 /// Where a configuration value came from, so that an error can point at it.
@@ -377,6 +384,25 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Applies the config file: its keys, and the `[[event_hooks]]` tables only it can hold.
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let (assignments, event_hooks) = file_layer(path, text)?;
+        for assignment in assignments {
+            self.apply(assignment)?;
+        }
+        if let Some((value, origin)) = event_hooks {
+            let key = events::EVENT_HOOKS_KEY;
+            self.config.events.tables =
+                events::parse_hook_tables(value).map_err(|problem| ConfigError::InvalidValue {
+                    origin: origin.clone(),
+                    key,
+                    problem,
+                })?;
+            self.origins.insert(key, origin);
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, assignment: Assignment) -> Result<(), ConfigError> {
         let Assignment { key, value, origin } = assignment;
         match self.set(key, value, &origin) {
@@ -472,6 +498,14 @@ impl Settings {
             Key::S3CredentialsFile => config.s3.credentials_file = Some(parse_path(text(value)?)?),
             Key::InstanceId => config.instance_id = parse_instance_id(text(value)?)?,
             Key::ShutdownDrain => config.shutdown_drain = seconds(value, 0)?,
+            Key::EventWebhook => {
+                config.events.webhook = Some(events::parse_webhook_url(&text(value)?)?)
+            }
+            Key::EventWebhookSecretFile => {
+                config.events.webhook_secret_file = Some(parse_path(text(value)?)?)
+            }
+            Key::EventSpool => config.events.spool = Some(parse_path(text(value)?)?),
+            Key::EventSpoolMaxEvents => config.events.spool_max_events = count(value, 1)?,
         }
         Ok(())
     }
@@ -507,6 +541,22 @@ impl Settings {
             }
             None => check_users_file(&config.users_file, users_file_origin)?,
         }
+        if config.events.webhook_secret_file.is_some() && config.events.webhook.is_none() {
+            let key = Key::EventWebhookSecretFile.name();
+            return Err(ConfigError::InvalidValue {
+                origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+                key,
+                problem: "set event_webhook too: the secret signs its requests".to_owned(),
+            });
+        }
+        config
+            .events
+            .read_secrets()
+            .map_err(|(key, problem)| ConfigError::InvalidValue {
+                origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+                key,
+                problem,
+            })?;
         // TLS settings are checked last: they read the certificate files.
         config
             .tls

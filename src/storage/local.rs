@@ -9,7 +9,7 @@ use super::cached::{self, CachedRead};
 use super::checksum::{self, Checksum, HashAlgorithm};
 use super::locked_writes::{self, AppendInProgress, LockedWrite};
 use super::store::{CommitGate, Entry, EntryKind, EntryPages, Listing, Replace, Store, StoreError};
-use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath};
+use crate::storage::paths::{UPLOAD_TEMP_PREFIX, UserPath, is_reserved_name};
 use crate::transfer;
 use async_trait::async_trait;
 use cap_std::ambient_authority;
@@ -395,7 +395,7 @@ fn read_page(
         let Ok(name) = dir_entry.file_name().into_string() else {
             continue; // names that are not UTF-8 cannot be sent in a UTF-8 listing
         };
-        if name.starts_with(UPLOAD_TEMP_PREFIX) {
+        if is_reserved_name(&name) {
             continue;
         }
         let Ok(metadata) = dir_entry.metadata() else {

@@ -7,12 +7,20 @@
 //! in a chroot). Symlinks are handled by the filesystem layer, which opens every `UserPath`
 //! beneath the home directory handle with `cap-std` and so refuses links that lead outside.
 
+use crate::config::DEFAULT_EVENT_SPOOL_NAME;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 /// Prefix of the temporary files uploads are written to before they are renamed into place.
 /// Names with this prefix are invisible to clients and cannot be used by them.
 pub const UPLOAD_TEMP_PREFIX: &str = ".ferry-upload-";
+
+/// Whether a client may neither name nor see `name`: upload temporaries, and the event spool
+/// (`config::DEFAULT_EVENT_SPOOL_NAME`, which lives in a local root unless `event_spool` says
+/// otherwise: a user whose home is the root must not reach it).
+pub fn is_reserved_name(name: &str) -> bool {
+    name.starts_with(UPLOAD_TEMP_PREFIX) || name == DEFAULT_EVENT_SPOOL_NAME
+}
 
 /// Longest path, in bytes, a client may name (Linux PATH_MAX).
 const MAX_PATH_BYTES: usize = 4096;
@@ -59,7 +67,7 @@ pub fn resolve_user_path(client_path: &Path) -> Result<UserPath, PathError> {
                 if name.len() > MAX_NAME_BYTES {
                     return Err(PathError::NameTooLong);
                 }
-                if name.starts_with(UPLOAD_TEMP_PREFIX) {
+                if is_reserved_name(name) {
                     return Err(PathError::Reserved);
                 }
                 parts.push(name);
@@ -172,6 +180,23 @@ mod tests {
             resolve_user_path(Path::new(&name)),
             Err(PathError::Reserved)
         );
+    }
+
+    #[test]
+    fn the_event_spool_cannot_be_named_by_clients_but_similar_names_can() {
+        for path in [
+            "/.ferry-events",
+            ".ferry-events/hook/x.json",
+            "/a/../.ferry-events",
+        ] {
+            assert_eq!(
+                resolve_user_path(Path::new(path)),
+                Err(PathError::Reserved),
+                "{path}"
+            );
+        }
+        assert_eq!(resolve("/.ferry-events2"), "/.ferry-events2");
+        assert_eq!(resolve("/ferry-events"), "/ferry-events");
     }
 
     #[test]
