@@ -183,43 +183,40 @@ impl Events {
     /// workers. Never fails the operation that caused it: an event the spool cannot take (full,
     /// or a disk error) is dropped with an error in the log and `ferry_events_dropped_total`.
     pub async fn publish(&self, new: NewEvent) {
-        let shared = &self.0;
+        let shared = self.0.clone();
         let event = Event::new(new, &shared.instance_id);
-        let matching: Vec<usize> = (0..shared.hooks.len())
-            .filter(|&index| shared.hooks[index].filter.matches(&event))
-            .collect();
-        if matching.is_empty() {
+        if !shared.hooks.iter().any(|hook| hook.filter.matches(&event)) {
             return;
         }
-        let writer = self.0.clone();
-        let (written_event, hooks) = (event.clone(), matching.clone());
-        let written =
-            tokio::task::spawn_blocking(move || writer.spool.write(&written_event, &hooks))
-                .await
-                .unwrap_or_else(|join_error| {
-                    Err(spool::SpoolError::Io {
-                        dir: shared.spool.dir().to_owned(),
-                        source: std::io::Error::other(join_error),
-                    })
-                });
-        match written {
+        // All on the blocking pool, telling the workers included: if the operation is
+        // abandoned while this runs (ABOR), the event is still spooled and delivered now.
+        let _ = tokio::task::spawn_blocking(move || shared.publish_now(&event)).await;
+    }
+}
+
+impl Shared {
+    fn publish_now(&self, event: &Event) {
+        let matching: Vec<usize> = (0..self.hooks.len())
+            .filter(|&index| self.hooks[index].filter.matches(event))
+            .collect();
+        match self.spool.write(event, &matching) {
             Ok(name) => {
                 for index in matching {
-                    shared.metrics.queued(&shared.hooks[index].name);
+                    self.metrics.queued(&self.hooks[index].name);
                     // A stopped worker: the event waits in the spool for the next start.
-                    let _ = shared.queues[index].send(name.clone());
+                    let _ = self.queues[index].send(name.clone());
                 }
             }
             Err(error) => {
                 for &index in &matching {
-                    shared.metrics.dropped(&shared.hooks[index].name);
+                    self.metrics.dropped(&self.hooks[index].name);
                 }
                 let hooks: Vec<&str> = matching
                     .iter()
-                    .map(|&index| shared.hooks[index].name.as_str())
+                    .map(|&index| self.hooks[index].name.as_str())
                     .collect();
-                slog::error!(shared.logger, "event dropped";
-                    "error" => %error, "spool" => %shared.spool.dir().display(), "hooks" => hooks.join(","),
+                slog::error!(self.logger, "event dropped";
+                    "error" => %error, "spool" => %self.spool.dir().display(), "hooks" => hooks.join(","),
                     "event" => &event.event, "id" => &event.id, "user" => &event.user, "path" => &event.path);
             }
         }
