@@ -16,11 +16,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tls", &["reload"]),
     ("config", &["observe", "tls"]),
     ("accounts", &["config", "observe", "reload"]),
-    ("storage", &["accounts", "config", "observe", "transfer"]),
+    ("events", &["config", "observe"]),
+    (
+        "storage",
+        &["accounts", "config", "events", "observe", "transfer"],
+    ),
     (
         "server",
         &[
-            "accounts", "config", "observe", "reload", "storage", "tls", "transfer",
+            "accounts", "config", "events", "observe", "reload", "storage", "tls", "transfer",
         ],
     ),
     ("cli", &["accounts", "client", "config", "observe", "tls"]),

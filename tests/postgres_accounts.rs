@@ -452,3 +452,64 @@ async fn quotas_are_account_columns_and_usage_is_a_row_that_rescan_corrects() {
     assert!(out.contains("alice: 2 files, 1200000 bytes"), "{out}");
     assert_eq!(usage_row(&db, "alice").await, Some((1_200_000, 2)));
 }
+
+/// Events do not depend on where accounts live: an upload by a database account is published
+/// with its user, path and SHA-256 (a command hook writes the event it got on stdin).
+#[tokio::test]
+async fn an_upload_by_a_database_account_is_published_to_the_event_hooks() {
+    use sha2::{Digest, Sha256};
+    let db = TestDatabase::with_schema().await;
+    db.add_user("alice", ALL, "").await;
+    let out = tempfile::tempdir().expect("temp dir");
+    let script = format!(
+        "cat > '{}'/\"$FERRY_EVENT_ID\".json",
+        out.path().to_str().expect("utf-8")
+    );
+    let server = db
+        .start_server(|config| {
+            config.events.tables = vec![ferry::config::HookSettings {
+                name: "stdin".into(),
+                target: ferry::config::HookTarget::Command(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    script,
+                ]),
+                secret_file: None,
+                secret: None,
+                ca_file: None,
+                events: vec![ferry::config::EventKind::Upload],
+                paths: Vec::new(),
+                timeout: Duration::from_secs(10),
+            }];
+        })
+        .await;
+    until_accounts(&server, "alice", |users| users.get("alice").is_some()).await;
+    let mut ftp = server.login("alice").await;
+    let data = common::pattern(10_000);
+    ftp.put_file("from-db.bin", &mut std::io::Cursor::new(data.clone()))
+        .await
+        .expect("STOR");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        let files: Vec<_> = std::fs::read_dir(out.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        if let [file] = &files[..]
+            && let Ok(json) =
+                serde_json::from_slice::<serde_json::Value>(&std::fs::read(file).expect("read"))
+        {
+            break json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no event delivered");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(event["user"], "alice");
+    assert_eq!(event["path"], "/from-db.bin");
+    assert_eq!(event["size"], data.len());
+    let sha256: String = Sha256::digest(&data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert_eq!(event["sha256"], sha256);
+}

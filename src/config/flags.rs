@@ -184,4 +184,18 @@ pub struct ServeArgs {
     /// [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub usage_metrics: Option<String>,
+    /// Send every upload, delete, rename, mkdir and rmdir as a JSON POST to this URL [default:
+    /// off]
+    #[arg(long, value_name = "URL")]
+    pub event_webhook: Option<String>,
+    /// File holding the webhook's HMAC-SHA256 secret (X-Ferry-Signature) [default: unsigned]
+    #[arg(long, value_name = "FILE")]
+    pub event_webhook_secret_file: Option<String>,
+    /// Directory where events wait until delivered [default: ROOT/.ferry-events, or
+    /// ./ferry-events with a bucket root]
+    #[arg(long, value_name = "DIR")]
+    pub event_spool: Option<String>,
+    /// Events waiting in the spool before new ones are dropped [default: 100000]
+    #[arg(long, value_name = "N")]
+    pub event_spool_max_events: Option<String>,
 }

@@ -56,10 +56,14 @@ pub(super) enum Key {
     ServerDownloadRate,
     UsageDir,
     UsageMetrics,
+    EventWebhook,
+    EventWebhookSecretFile,
+    EventSpool,
+    EventSpoolMaxEvents,
 }
 
 impl Key {
-    pub(super) const ALL: [Key; 50] = [
+    pub(super) const ALL: [Key; 54] = [
         Key::Bind,
         Key::Root,
         Key::Users,
@@ -110,6 +114,10 @@ impl Key {
         Key::ServerDownloadRate,
         Key::UsageDir,
         Key::UsageMetrics,
+        Key::EventWebhook,
+        Key::EventWebhookSecretFile,
+        Key::EventSpool,
+        Key::EventSpoolMaxEvents,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -164,6 +172,10 @@ impl Key {
             Key::ServerDownloadRate => "server_download_rate",
             Key::UsageDir => "usage_dir",
             Key::UsageMetrics => "usage_metrics",
+            Key::EventWebhook => "event_webhook",
+            Key::EventWebhookSecretFile => "event_webhook_secret_file",
+            Key::EventSpool => "event_spool",
+            Key::EventSpoolMaxEvents => "event_spool_max_events",
         }
     }
 
@@ -245,5 +257,15 @@ pub(super) fn flag_values(args: &ServeArgs) -> [(Key, Option<&str>); Key::ALL.le
         ),
         (Key::UsageDir, args.usage_dir.as_deref()),
         (Key::UsageMetrics, args.usage_metrics.as_deref()),
+        (Key::EventWebhook, args.event_webhook.as_deref()),
+        (
+            Key::EventWebhookSecretFile,
+            args.event_webhook_secret_file.as_deref(),
+        ),
+        (Key::EventSpool, args.event_spool.as_deref()),
+        (
+            Key::EventSpoolMaxEvents,
+            args.event_spool_max_events.as_deref(),
+        ),
     ]
 }

@@ -85,8 +85,15 @@ pub(super) fn read_config_file(
     }
 }
 
-/// The keys set in the config file, in the order they appear.
-pub(super) fn file_layer(path: &Path, text: &str) -> Result<Vec<Assignment>, ConfigError> {
+/// The `[[event_hooks]]` tables as the file holds them, and where they start.
+pub(super) type HookTables = (toml::Value, Origin);
+
+/// The keys set in the config file, in the order they appear, and the `[[event_hooks]]`
+/// tables.
+pub(super) fn file_layer(
+    path: &Path,
+    text: &str,
+) -> Result<(Vec<Assignment>, Option<HookTables>), ConfigError> {
     let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> =
         toml::from_str(text).map_err(|error| ConfigError::ConfigFileSyntax {
             path: path.to_owned(),
@@ -95,26 +102,31 @@ pub(super) fn file_layer(path: &Path, text: &str) -> Result<Vec<Assignment>, Con
         })?;
     let mut entries: Vec<_> = table.into_iter().collect();
     entries.sort_by_key(|(key, _)| key.span().start);
-    entries
-        .into_iter()
-        .map(|(key, value)| {
-            let line = line_of(text, key.span().start);
-            let name = key.into_inner();
-            let key = Key::from_name(&name).ok_or_else(|| ConfigError::UnknownKey {
-                path: path.to_owned(),
-                line,
-                key: name,
-            })?;
-            Ok(Assignment {
-                key,
-                value: value.into_inner().into(),
-                origin: Origin::File {
-                    path: path.to_owned(),
-                    line,
-                },
-            })
-        })
-        .collect()
+    let mut event_hooks = None;
+    let mut assignments = Vec::new();
+    for (key, value) in entries {
+        let line = line_of(text, key.span().start);
+        let name = key.into_inner();
+        let origin = Origin::File {
+            path: path.to_owned(),
+            line,
+        };
+        if name == super::events::EVENT_HOOKS_KEY {
+            event_hooks = Some((value.into_inner(), origin));
+            continue;
+        }
+        let key = Key::from_name(&name).ok_or_else(|| ConfigError::UnknownKey {
+            path: path.to_owned(),
+            line,
+            key: name,
+        })?;
+        assignments.push(Assignment {
+            key,
+            value: value.into_inner().into(),
+            origin,
+        });
+    }
+    Ok((assignments, event_hooks))
 }
 
 /// The 1-based line holding byte `offset` of `text`.

@@ -5,6 +5,7 @@
 //! the value parsers, [`flags`] the `ferry serve` flags. It uses `tls` (to check the `tls*`
 //! settings load) and `observe` (the log format); `accounts`, `storage` and `server` use it.
 
+mod events;
 mod flags;
 mod keys;
 mod layers;
@@ -15,6 +16,10 @@ mod values;
 
 use crate::observe::logging::LogFormat;
 use crate::tls::TlsSettings;
+pub use events::{
+    DEFAULT_EVENT_SPOOL_NAME, EventKind, EventSettings, HookSecret, HookSettings, HookTarget,
+    SIMPLE_WEBHOOK_NAME,
+};
 pub use flags::ServeArgs;
 use ipnet::IpNet;
 use keys::Key;
@@ -180,6 +185,9 @@ pub struct Config {
     pub proxy_from: Vec<IpNet>,
     /// Quotas, bandwidth limits and where usage is kept (`quota_*`, `*_rate`, `usage_*`).
     pub limits: OperatorLimits,
+    /// Events when files arrive: `event_webhook`, `event_webhook_secret_file`, `event_spool`,
+    /// `event_spool_max_events` and the `[[event_hooks]]` tables (file only).
+    pub events: EventSettings,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -221,6 +229,7 @@ impl Default for Config {
             host_names: Vec::new(),
             proxy_from: Vec::new(),
             limits: OperatorLimits::default(),
+            events: EventSettings::default(),
             source_file: None,
         }
     }
@@ -251,9 +260,7 @@ impl Config {
         let mut settings = Settings::default();
         let config_file = read_config_file(args, env, default_config_file)?;
         if let Some((path, text)) = &config_file {
-            for assignment in file_layer(path, text)? {
-                settings.apply(assignment)?;
-            }
+            settings.apply_file(path, text)?;
         }
         for assignment in env_layer(env).into_iter().chain(flag_layer(args)) {
             settings.apply(assignment)?;
@@ -266,9 +273,7 @@ impl Config {
     /// target (`fuzz/`). `path` is used only in error messages.
     pub fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut settings = Settings::default();
-        for assignment in file_layer(path, text)? {
-            settings.apply(assignment)?;
-        }
+        settings.apply_file(path, text)?;
         Ok(settings.combine(Some(path.to_owned())).0)
     }
 }
@@ -328,7 +333,9 @@ fn file_position(path: &Path, line: Option<usize>) -> String {
 }
 
 fn known_keys() -> String {
-    Key::ALL.map(Key::name).join(", ")
+    let mut keys = Key::ALL.map(Key::name).to_vec();
+    keys.push(events::EVENT_HOOKS_KEY);
+    keys.join(", ")
 }
 
 /// Where a configuration value came from, so that an error can point at it.
@@ -382,6 +389,25 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Applies the config file: its keys, and the `[[event_hooks]]` tables only it can hold.
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let (assignments, event_hooks) = file_layer(path, text)?;
+        for assignment in assignments {
+            self.apply(assignment)?;
+        }
+        if let Some((value, origin)) = event_hooks {
+            let key = events::EVENT_HOOKS_KEY;
+            self.config.events.tables =
+                events::parse_hook_tables(value).map_err(|problem| ConfigError::InvalidValue {
+                    origin: origin.clone(),
+                    key,
+                    problem,
+                })?;
+            self.origins.insert(key, origin);
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, assignment: Assignment) -> Result<(), ConfigError> {
         let Assignment { key, value, origin } = assignment;
         match self.set(key, value, &origin) {
@@ -485,6 +511,14 @@ impl Settings {
             Key::ServerDownloadRate => config.limits.server_download_rate = byte_size(value)?,
             Key::UsageDir => config.limits.usage_dir = Some(parse_path(text(value)?)?),
             Key::UsageMetrics => config.limits.usage_metrics = boolean(value)?,
+            Key::EventWebhook => {
+                config.events.webhook = Some(events::parse_webhook_url(&text(value)?)?)
+            }
+            Key::EventWebhookSecretFile => {
+                config.events.webhook_secret_file = Some(parse_path(text(value)?)?)
+            }
+            Key::EventSpool => config.events.spool = Some(parse_path(text(value)?)?),
+            Key::EventSpoolMaxEvents => config.events.spool_max_events = count(value, 1)?,
         }
         Ok(())
     }
@@ -520,6 +554,22 @@ impl Settings {
             }
             None => check_users_file(&config.users_file, users_file_origin)?,
         }
+        if config.events.webhook_secret_file.is_some() && config.events.webhook.is_none() {
+            let key = Key::EventWebhookSecretFile.name();
+            return Err(ConfigError::InvalidValue {
+                origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+                key,
+                problem: "set event_webhook too: the secret signs its requests".to_owned(),
+            });
+        }
+        config
+            .events
+            .read_secrets()
+            .map_err(|(key, problem)| ConfigError::InvalidValue {
+                origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+                key,
+                problem,
+            })?;
         // TLS settings are checked last: they read the certificate files.
         config
             .tls

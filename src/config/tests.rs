@@ -256,6 +256,7 @@ fn file_overrides_defaults() {
                 usage_dir: Some(PathBuf::from("/var/lib/ferry/usage")),
                 usage_metrics: true,
             },
+            events: Default::default(),
             source_file: Some(file),
         }
     );
@@ -1182,4 +1183,111 @@ fn a_bucket_root_needs_no_directory_and_bad_s3_values_name_their_key() {
     assert!(message.contains("key `s3_endpoint`"), "{message}");
     let message = error_message(fixture.load(&flags, &[("FERRY_INSTANCE_ID", "a/b")]));
     assert!(message.contains("key `instance_id`"), "{message}");
+}
+
+#[test]
+fn event_keys_and_hook_tables_load() {
+    use crate::config::{EventKind, HookTarget};
+    let fixture = Fixture::new();
+    let secret = fixture.dir.path().join("hook-secret");
+    fs::write(&secret, "s3cret\n").expect("write secret");
+    let file = fixture.config_file_with(&format!(
+        "event_webhook = \"https://hooks.example.com/ferry\"\n\
+         event_webhook_secret_file = {secret:?}\n\
+         event_spool = \"/var/spool/ferry\"\n\
+         event_spool_max_events = 10\n\
+         [[event_hooks]]\n\
+         name = \"csv\"\n\
+         webhook = \"http://127.0.0.1:8080/in\"\n\
+         secret_file = {secret:?}\n\
+         events = [\"upload\", \"rename\"]\n\
+         paths = [\"*.csv\", \"incoming/**\"]\n\
+         timeout = 5\n\
+         [[event_hooks]]\n\
+         command = [\"/usr/local/bin/process\", \"{{path}}\"]\n"
+    ));
+    let config = fixture.load_file(&file).expect("loads");
+    let events = &config.events;
+    assert_eq!(events.spool.as_deref(), Some(Path::new("/var/spool/ferry")));
+    assert_eq!(events.spool_max_events, 10);
+    let hooks = events.hooks();
+    let names: Vec<&str> = hooks.iter().map(|hook| hook.name.as_str()).collect();
+    assert_eq!(names, ["webhook", "csv", "hook1"]);
+    assert_eq!(
+        hooks[0].secret.as_ref().map(|s| s.expose().to_vec()),
+        Some(b"s3cret".to_vec())
+    );
+    assert_eq!(hooks[1].events, [EventKind::Upload, EventKind::Rename]);
+    assert_eq!(hooks[1].paths, ["*.csv", "incoming/**"]);
+    assert_eq!(hooks[1].timeout, Duration::from_secs(5));
+    assert!(hooks[1].secret.is_some());
+    assert_eq!(
+        hooks[2].target,
+        HookTarget::Command(vec!["/usr/local/bin/process".into(), "{path}".into()])
+    );
+    assert!(hooks[2].events.is_empty() && hooks[2].paths.is_empty());
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "secrets stay out of Debug"
+    );
+}
+
+#[test]
+fn bad_event_settings_name_the_table_and_field() {
+    let fixture = Fixture::new();
+    let cases = [
+        (
+            "[[event_hooks]]\nwebhook = \"http://h/\"\n[[event_hooks]]\ncommand = [\"x\"]\npaths = [\"a[\"]\n",
+            "key `event_hooks`: event_hooks[1].paths: \"a[\": unclosed character class",
+        ),
+        (
+            "[[event_hooks]]\nwebhook = \"http://h/\"\nevents = [\"uplod\"]\n",
+            "key `event_hooks`: event_hooks[0].events: \"uplod\" is not an event (one of upload, delete, rename, mkdir, rmdir)",
+        ),
+        (
+            "[[event_hooks]]\nwebhook = \"ftp://h/\"\n",
+            "key `event_hooks`: event_hooks[0].webhook: \"ftp://h/\" is not an http:// or https:// URL with a host",
+        ),
+        (
+            "[[event_hooks]]\nname = \"a\"\nwebhook = \"http://h/\"\ncommand = [\"x\"]\n",
+            "key `event_hooks`: event_hooks[0].webhook: give either webhook = \"URL\" or command = [...]",
+        ),
+        (
+            "[[event_hooks]]\ncommand = [\"x\"]\nsecret_file = \"/s\"\n",
+            "key `event_hooks`: event_hooks[0].secret_file: only a webhook has one",
+        ),
+        (
+            "[[event_hooks]]\ncommand = [\"x\"]\n[[event_hooks]]\nname = \"hook0\"\ncommand = [\"y\"]\n",
+            "key `event_hooks`: event_hooks[1].name: \"hook0\" names another hook too; each needs its own",
+        ),
+        (
+            "[[event_hooks]]\nwebhook = \"http://h/\"\nretries = 3\n",
+            "key `event_hooks`: event_hooks[0]: unknown field `retries`",
+        ),
+        (
+            "[[event_hooks]]\nwebhook = \"http://h/\"\nsecret_file = \"/nonexistent/secret\"\n",
+            "key `event_hooks`: event_hooks[0].secret_file: could not read /nonexistent/secret",
+        ),
+        (
+            "event_webhook_secret_file = \"/nonexistent/secret\"\n",
+            "key `event_webhook_secret_file`: set event_webhook too",
+        ),
+    ];
+    for (text, expected) in cases {
+        let file = fixture.config_file_with(text);
+        let message = error_message(fixture.load_file(&file));
+        assert!(message.contains(expected), "{text}\n{message}");
+    }
+    let message =
+        error_message(fixture.load(&fixture.flags(&[]), &[("FERRY_EVENT_WEBHOOK", "not a url")]));
+    assert!(
+        message.starts_with("environment variable FERRY_EVENT_WEBHOOK: key `event_webhook`:"),
+        "{message}"
+    );
+    let message =
+        error_message(fixture.load(&fixture.flags(&["--event-spool-max-events", "0"]), &[]));
+    assert_eq!(
+        message,
+        "flag --event-spool-max-events: key `event_spool_max_events`: must be at least 1, not 0"
+    );
 }

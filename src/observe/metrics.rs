@@ -65,6 +65,8 @@ pub struct Metrics {
     s3: ObjectStoreMetrics,
     /// Quotas and usage.
     usage: UsageMetrics,
+    /// Events on their way to the hooks (when any is configured).
+    events: EventMetrics,
 }
 
 /// Quotas and usage: refusals, failed usage updates, and (only with `usage_metrics`, as each
@@ -120,6 +122,93 @@ impl UsageMetrics {
 
     pub fn update_failed(&self) {
         self.update_failures.inc();
+    }
+}
+
+/// Events and their delivery, by `hook` (a name from the configuration, so the series stay
+/// bounded): events queued in the spool, delivered, delivery attempts that failed (each is
+/// retried), events dropped because the spool was full or could not be written, and the
+/// events waiting now.
+#[derive(Debug, Clone)]
+pub struct EventMetrics {
+    queued: IntCounterVec,
+    delivered: IntCounterVec,
+    failed_attempts: IntCounterVec,
+    dropped: IntCounterVec,
+    spool_depth: IntGaugeVec,
+}
+
+impl EventMetrics {
+    fn new(registry: &Registry) -> Self {
+        let spool_depth = IntGaugeVec::new(
+            Opts::new(
+                "ferry_event_spool_depth",
+                "Events waiting in the spool for delivery, by hook.",
+            ),
+            &["hook"],
+        )
+        .expect("constant metric definition");
+        register(registry, spool_depth.clone());
+        EventMetrics {
+            queued: counter(
+                registry,
+                "ferry_events_queued_total",
+                "Events written to the spool for delivery, by hook.",
+                "hook",
+            ),
+            delivered: counter(
+                registry,
+                "ferry_events_delivered_total",
+                "Events delivered (2xx from a webhook, exit 0 from a command), by hook.",
+                "hook",
+            ),
+            failed_attempts: counter(
+                registry,
+                "ferry_event_delivery_failures_total",
+                "Delivery attempts that failed and will be retried, by hook.",
+                "hook",
+            ),
+            dropped: counter(
+                registry,
+                "ferry_events_dropped_total",
+                "Events not queued because the spool was full or could not be written, by hook.",
+                "hook",
+            ),
+            spool_depth,
+        }
+    }
+
+    /// Creates `hook`'s series at 0 (hooks are known only once the configuration is).
+    pub fn start_hook(&self, hook: &str, waiting: usize) {
+        for family in [
+            &self.queued,
+            &self.delivered,
+            &self.failed_attempts,
+            &self.dropped,
+        ] {
+            family.with_label_values(&[hook]);
+        }
+        self.spool_depth
+            .with_label_values(&[hook])
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    pub fn queued(&self, hook: &str) {
+        self.queued.with_label_values(&[hook]).inc();
+        self.spool_depth.with_label_values(&[hook]).inc();
+    }
+
+    pub fn delivered(&self, hook: &str) {
+        self.delivered.with_label_values(&[hook]).inc();
+        self.spool_depth.with_label_values(&[hook]).dec();
+    }
+
+    pub fn failed_attempt(&self, hook: &str) {
+        self.failed_attempts.with_label_values(&[hook]).inc();
+    }
+
+    pub fn dropped(&self, hook: &str) {
+        self.dropped.with_label_values(&[hook]).inc();
     }
 }
 
@@ -222,6 +311,7 @@ impl Metrics {
             ),
             s3: ObjectStoreMetrics::new(&registry),
             usage: UsageMetrics::new(&registry),
+            events: EventMetrics::new(&registry),
             registry,
         };
         metrics.start_series_at_zero();
@@ -236,6 +326,11 @@ impl Metrics {
     /// The object-store request metrics, for the S3 store to count into.
     pub fn object_store(&self) -> ObjectStoreMetrics {
         self.s3.clone()
+    }
+
+    /// The event metrics, for the event spool and its delivery to count into.
+    pub fn events(&self) -> EventMetrics {
+        self.events.clone()
     }
 
     /// Creates every series at 0, so `rate()` and `increase()` see the first event too.

@@ -18,6 +18,7 @@ use crate::accounts::auth::{FerryAuthenticator, FerryUser, UserDirectory};
 use crate::accounts::login_guard::LoginGuard;
 use crate::accounts::usage::UsageLedger;
 use crate::config::Config;
+use crate::events::{Delivery, Events, EventsError};
 use crate::observe::admin::{AdminError, AdminServer, Probes};
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
@@ -88,6 +89,8 @@ pub enum ServerError {
     Users(#[from] crate::accounts::users::UsersError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Events(#[from] EventsError),
     #[error(
         "refusing to serve on {bind}: user(s) {users} still have the published demo password; set a new one with `ferry user passwd NAME` or bind to 127.0.0.1"
     )]
@@ -123,6 +126,8 @@ struct Shared<A> {
     proxy: Arc<ProxyTrust>,
     /// Quotas and bandwidth limits, shared by every session.
     limits: Arc<Limits>,
+    /// Where sessions publish their changes, when any event hook is configured.
+    events: Option<Events>,
 }
 
 /// A bound, not yet serving, Ferry server.
@@ -136,6 +141,8 @@ pub struct FerryServer<A> {
     /// The users whose reloads close the sessions of accounts they removed or disabled
     /// (see [`FerryServer::close_revoked_sessions`]); None: sessions are left alone.
     users: Option<Arc<UserDirectory>>,
+    /// The event hooks' delivery, started when serving and stopped after the sessions.
+    delivery: Option<Delivery>,
 }
 
 impl<A> FerryServer<A>
@@ -169,6 +176,10 @@ where
                 None
             }
         };
+        let (events, delivery) = match Events::open(&config, audit.metrics().events(), &logger)? {
+            Some((events, delivery)) => (Some(events), Some(delivery)),
+            None => (None, None),
+        };
         let ftps = Ftps::load(&config.tls, &logger)?;
         if let Some(ftps) = &ftps {
             ftps.spawn_reloader();
@@ -201,6 +212,7 @@ where
             login_guard,
             bucket,
             proxy: Arc::new(ProxyTrust::new(config.proxy_from.clone())),
+            events,
             authenticator,
             logger,
             config,
@@ -211,6 +223,7 @@ where
             shared,
             admin: None,
             users: None,
+            delivery,
         })
     }
 
@@ -275,8 +288,10 @@ where
             shared,
             admin,
             users,
+            delivery,
         } = self;
         let admin = admin.map(AdminServer::spawn);
+        let delivery = delivery.map(Delivery::start);
         let revoker =
             users.map(|users| tokio::spawn(close_revoked_after_reloads(shared.clone(), users)));
         slog::info!(shared.logger, "ferry listening"; "bind" => %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -319,6 +334,11 @@ where
             revoker.abort();
         }
         drain_sessions(&shared, &mut session_tasks).await;
+        // After the sessions: the last uploads' events are in the spool; what is not delivered
+        // now is delivered after the next start.
+        if let Some(delivery) = delivery {
+            delivery.stop().await;
+        }
         if let Some(admin) = admin {
             admin.stop().await;
         }
@@ -488,12 +508,14 @@ where
     let data_timeout = config.data_timeout;
     let bucket = shared.bucket.clone();
     let limits = shared.limits.clone();
+    let events = shared.events.clone();
     let storage = Box::new(move || {
         let store = match &bucket {
             Some(bucket) => SessionStore::Bucket(S3Store::new(bucket.clone(), data_timeout)),
             None => SessionStore::Local(LocalStore::new(data_timeout)),
         };
         FerryStorage::new(store, storage_link.clone(), audit.clone(), limits.clone())
+            .with_events(events.clone())
     });
     let provider: Arc<dyn UserDetailProvider<User = FerryUser> + Send + Sync> =
         shared.authenticator.clone();

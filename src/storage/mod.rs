@@ -5,7 +5,8 @@
 //! the store, writes one audit record, and maps errors to FTP replies (`errors`).
 //!
 //! It uses `accounts` (the logged-in user and their permissions), `observe` (audit records),
-//! `transfer` (the data path) and `config`. What it needs of the session it serves (the
+//! `transfer` (the data path), `events` (each change that succeeded is published before its
+//! reply, when a hook is configured) and `config`. What it needs of the session it serves (the
 //! client's address, whether the control connection is still open, the transfer count) it
 //! declares as [`SessionContext`], which the server implements: storage never imports
 //! `server`. A new store (S3) is a second [`Store`] in this folder.
@@ -37,6 +38,8 @@ pub use store::{
 
 use crate::accounts::auth::FerryUser;
 use crate::accounts::users::Permissions;
+use crate::config::EventKind;
+use crate::events::{Events, NewEvent};
 use crate::observe::audit::AuditLog;
 use crate::observe::record::{AuditRecord, Op, Outcome};
 use crate::storage::checksum::{Checksum, HashAlgorithm};
@@ -63,6 +66,9 @@ pub struct FerryStorage<S: Store = SessionStore> {
     audit: AuditLog,
     /// Quotas and bandwidth, shared by every session of the server.
     limits: Arc<Limits>,
+    /// Where uploads, deletions, renames and directories made or removed are published, when
+    /// any event hook is configured; None: nothing is hashed or published.
+    events: Option<Events>,
 }
 
 impl<S: Store> FerryStorage<S> {
@@ -77,6 +83,7 @@ impl<S: Store> FerryStorage<S> {
             session,
             audit,
             limits,
+            events: None,
         }
     }
 
@@ -107,6 +114,66 @@ impl<S: Store> FerryStorage<S> {
             ))),
             left => Ok(left),
         }
+    }
+
+    /// Publishes the session's successful changes to `events` (see [`Self::publish`]).
+    pub fn with_events(mut self, events: Option<Events>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Publishes a change that succeeded, durably, before the operation's reply is sent.
+    async fn publish(
+        &self,
+        user: &FerryUser,
+        kind: EventKind,
+        path: &UserPath,
+        from: Option<&UserPath>,
+    ) {
+        if let Some(events) = &self.events {
+            events
+                .publish(NewEvent {
+                    kind,
+                    user: user.name.clone(),
+                    path: path.to_string(),
+                    from: from.map(UserPath::to_string),
+                    size: None,
+                    sha256: None,
+                    remote_addr: self.session.client_ip(),
+                })
+                .await;
+        }
+    }
+
+    /// Publishes an upload with the file's size and SHA-256: `digest` when the upload's bytes
+    /// were hashed as they passed (a whole new file); otherwise (APPE, REST+STOR, which add to
+    /// a file) the committed file is read back, since the receiver wants the whole file's.
+    async fn publish_upload(
+        &self,
+        events: &Events,
+        user: &FerryUser,
+        path: &UserPath,
+        digest: Option<transfer::digest::UploadDigest>,
+    ) {
+        let (size, sha256) = match digest {
+            Some(digest) => (Some(digest.len), Some(digest.sha256_hex())),
+            None => match self.store.checksum(path, HashAlgorithm::Sha256).await {
+                Ok(sum) => (Some(sum.len), Some(sum.hex)),
+                // Replaced or removed meanwhile: the event still says the upload happened.
+                Err(_) => (None, None),
+            },
+        };
+        events
+            .publish(NewEvent {
+                kind: EventKind::Upload,
+                user: user.name.clone(),
+                path: path.to_string(),
+                from: None,
+                size,
+                sha256,
+                remote_addr: self.session.client_ip(),
+            })
+            .await;
     }
 
     /// What `user` may do now: the account as the users file was last reloaded, not the
@@ -583,8 +650,20 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let started = Instant::now();
         let path = self.authorize(user, Op::Upload, path.as_ref(), |p| p.upload)?;
         let abandoned = AuditIfAbandoned::new(self, user, Op::Upload, &path, started);
-        let result = self.upload(user, &path, &mut input, start_pos).await;
+        let append = libunftp::storage::upload_is_append();
+        let upload = self.upload(user, &path, &mut input, start_pos);
+        // An event reports the new file's SHA-256, hashed on the way when the upload is the
+        // whole file.
+        let (result, digest) = match &self.events {
+            Some(_) if !append && start_pos == 0 => {
+                transfer::digest::sha256_of_upload(upload).await
+            }
+            _ => (upload.await, None),
+        };
         abandoned.disarm();
+        if let (Some(events), Ok(_)) = (&self.events, &result) {
+            self.publish_upload(events, user, &path, digest).await;
+        }
         self.finish(user, Op::Upload, &path, started, result, |received| {
             Some(*received)
         })
@@ -607,6 +686,9 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             Ok(())
         }
         .await;
+        if result.is_ok() {
+            self.publish(user, EventKind::Delete, &path, None).await;
+        }
         self.finish(user, Op::Rm, &path, started, result, |_| None)
     }
 
@@ -618,6 +700,9 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let started = Instant::now();
         let path = self.authorize(user, Op::Mkdir, path.as_ref(), |p| p.mkdir)?;
         let result = self.store.create_dir(&path).await;
+        if result.is_ok() {
+            self.publish(user, EventKind::Mkdir, &path, None).await;
+        }
         self.finish(user, Op::Mkdir, &path, started, result, |_| None)
     }
 
@@ -635,6 +720,10 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
             self.store.rename(&from, &to).await
         }
         .await;
+        if result.is_ok() {
+            self.publish(user, EventKind::Rename, &to, Some(&from))
+                .await;
+        }
         let shown = UserPathPair(&from, &to).to_string();
         let outcome = outcome_of(&result.as_ref().map(|_| ()));
         self.record(user, Op::Rename, &shown, None, started, outcome);
@@ -649,6 +738,9 @@ impl<S: Store> StorageBackend<FerryUser> for FerryStorage<S> {
         let started = Instant::now();
         let path = self.authorize(user, Op::Rmdir, path.as_ref(), |p| p.rmdir)?;
         let result = self.store.remove_dir(&path).await;
+        if result.is_ok() {
+            self.publish(user, EventKind::Rmdir, &path, None).await;
+        }
         self.finish(user, Op::Rmdir, &path, started, result, |_| None)
     }
 

@@ -7,6 +7,7 @@
 //! in a chroot). Symlinks are handled by the filesystem layer, which opens every `UserPath`
 //! beneath the home directory handle with `cap-std` and so refuses links that lead outside.
 
+use crate::config::DEFAULT_EVENT_SPOOL_NAME;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -14,10 +15,14 @@ use std::path::{Component, Path, PathBuf};
 /// Names with this prefix are invisible to clients and cannot be used by them.
 pub const UPLOAD_TEMP_PREFIX: &str = ".ferry-upload-";
 
-/// Whether clients may not name, and listings leave out, a file called `name`: upload
-/// temporaries, and the usage directory a home at the root would otherwise show.
+/// Whether a client may neither name nor see `name`: upload temporaries, the usage directory
+/// and the event spool (`config::DEFAULT_USAGE_DIR_NAME`, `config::DEFAULT_EVENT_SPOOL_NAME`,
+/// which live in a local root unless `usage_dir` and `event_spool` say otherwise: a user whose
+/// home is the root must not reach them).
 pub fn is_reserved_name(name: &str) -> bool {
-    name.starts_with(UPLOAD_TEMP_PREFIX) || name == crate::config::DEFAULT_USAGE_DIR_NAME
+    name.starts_with(UPLOAD_TEMP_PREFIX)
+        || name == DEFAULT_EVENT_SPOOL_NAME
+        || name == crate::config::DEFAULT_USAGE_DIR_NAME
 }
 
 /// Longest path, in bytes, a client may name (Linux PATH_MAX).
@@ -186,6 +191,23 @@ mod tests {
             resolve_user_path(Path::new("/.ferry-usage/bob.usage")),
             Err(PathError::Reserved)
         );
+    }
+
+    #[test]
+    fn the_event_spool_cannot_be_named_by_clients_but_similar_names_can() {
+        for path in [
+            "/.ferry-events",
+            ".ferry-events/hook/x.json",
+            "/a/../.ferry-events",
+        ] {
+            assert_eq!(
+                resolve_user_path(Path::new(path)),
+                Err(PathError::Reserved),
+                "{path}"
+            );
+        }
+        assert_eq!(resolve("/.ferry-events2"), "/.ferry-events2");
+        assert_eq!(resolve("/ferry-events"), "/ferry-events");
     }
 
     #[test]

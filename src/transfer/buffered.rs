@@ -6,6 +6,7 @@
 //! of one per 4–8 KiB (what libunftp's default path does through `tokio::fs`).
 
 use super::ascii::{FromCrlf, ToCrlf};
+use super::digest::UploadHasher;
 use super::pace::Pace;
 use std::fs::File;
 use std::io::{self, Write};
@@ -104,6 +105,8 @@ where
 /// future is dropped midway, the writer still drains the buffers already queued, and `held`
 /// is dropped only after that: whatever undoes a failed upload on drop (an append truncating
 /// the file back) then runs after every write, never before one.
+///
+/// With `hasher`, the writer hashes each buffer as it writes it (the bytes stored).
 pub async fn receive_into_file<R, T>(
     input: &mut R,
     file: File,
@@ -111,6 +114,7 @@ pub async fn receive_into_file<R, T>(
     held: T,
     ascii: bool,
     pace: &Pace,
+    mut hasher: Option<UploadHasher>,
 ) -> io::Result<(u64, T)>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -124,10 +128,17 @@ where
         let mut file = file;
         while let Some(buffer) = full_rx.blocking_recv() {
             file.write_all_at(&buffer, position)?;
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&buffer);
+            }
             position += buffer.len() as u64;
             let _ = empty_tx.blocking_send(buffer);
         }
         file.flush()?;
+        if let Some(hasher) = hasher {
+            // Also when the reading side failed: the caller then has an error, not a digest.
+            hasher.finish();
+        }
         Ok(held)
     });
 
@@ -256,6 +267,7 @@ mod tests {
             (),
             false,
             &Pace::default(),
+            None,
         )
         .await
         .unwrap();
@@ -298,7 +310,7 @@ mod tests {
             len: 5000,
             reset: true,
         };
-        let error = receive_into_file(&mut client, file, 0, (), false, &Pace::default())
+        let error = receive_into_file(&mut client, file, 0, (), false, &Pace::default(), None)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
@@ -327,7 +339,9 @@ mod tests {
             reset: false,
         };
         let pace = Pace::default();
-        let mut transfer = Box::pin(receive_into_file(&mut input, file, 0, held, false, &pace));
+        let mut transfer = Box::pin(receive_into_file(
+            &mut input, file, 0, held, false, &pace, None,
+        ));
         // One poll queues every buffer for the writer and then waits for an empty one; the
         // transfer is abandoned right there, before the writer has (likely) written anything.
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(transfer.as_mut().poll(cx)));

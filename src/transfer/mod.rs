@@ -12,6 +12,7 @@
 
 mod ascii;
 mod buffered;
+pub mod digest;
 mod idle;
 pub mod pace;
 mod stream;
@@ -95,7 +96,9 @@ where
 /// abandoned, `finish` does not run and what `open` gave is dropped, always after the last
 /// write to the file (so a drop that undoes the upload sees every byte it has to undo). On a
 /// plaintext data socket the three steps run on one blocking-pool thread and the bytes move
-/// with splice(2). A client that sends no byte for `data_timeout` ends the transfer with
+/// with splice(2), unless the upload's SHA-256 is wanted ([`digest::sha256_of_upload`]): its
+/// bytes must then pass through memory, so it takes the buffered path, which hashes them on
+/// the writer thread. A client that sends no byte for `data_timeout` ends the transfer with
 /// `TimedOut`.
 pub async fn receive_into_file<R, E, T>(
     input: &mut R,
@@ -110,7 +113,12 @@ where
     T: Send + 'static,
 {
     let pace = pace::current();
-    match zero_copy_socket()? {
+    let hasher = digest::UploadHasher::wanted();
+    let socket = match hasher {
+        Some(_) => None,
+        None => zero_copy_socket()?,
+    };
+    match socket {
         Some(socket) => {
             run_cancellable(move |cancelled| {
                 let (file, opened) = open()?;
@@ -131,9 +139,16 @@ where
         None => {
             let (file, opened) = run_cancellable(move |_| open()).await?;
             let mut input = IdleStream::new(input, data_timeout);
-            let (received, opened) =
-                buffered::receive_into_file(&mut input, file, offset, opened, ascii_mode(), &pace)
-                    .await?;
+            let (received, opened) = buffered::receive_into_file(
+                &mut input,
+                file,
+                offset,
+                opened,
+                ascii_mode(),
+                &pace,
+                hasher,
+            )
+            .await?;
             run_cancellable(move |_| finish(opened)).await?;
             Ok(received)
         }

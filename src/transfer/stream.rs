@@ -2,6 +2,7 @@
 //! side of an upload or a download, with TYPE A conversion and the data timeout applied.
 
 use super::ascii::{FromCrlf, ToCrlf};
+use super::digest::UploadHasher;
 use super::idle::IdleStream;
 use super::pace::{self, Pace};
 use std::io;
@@ -19,6 +20,8 @@ pub struct Incoming<'a, R: ?Sized> {
     /// Bytes read from the data connection (on the wire).
     received: u64,
     pace: Pace,
+    /// Hashes what is stored, when the upload's digest is wanted ([`super::digest`]).
+    hasher: Option<UploadHasher>,
 }
 
 impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
@@ -29,6 +32,7 @@ impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
             scratch: Vec::new(),
             received: 0,
             pace: pace::current(),
+            hasher: UploadHasher::wanted(),
         }
     }
 
@@ -36,6 +40,18 @@ impl<'a, R: AsyncRead + Unpin + ?Sized> Incoming<'a, R> {
     /// ends; true at the end. A client that sends nothing for the data timeout fails it with
     /// `TimedOut`.
     pub async fn fill(&mut self, buffer: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+        let before = buffer.len();
+        let ended = self.fill_unhashed(buffer, limit).await?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buffer[before..]);
+        }
+        if ended && let Some(hasher) = self.hasher.take() {
+            hasher.finish();
+        }
+        Ok(ended)
+    }
+
+    async fn fill_unhashed(&mut self, buffer: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
         while buffer.len() < limit {
             let want = (limit - buffer.len()).min(self.pace.chunk(READ_CHUNK)) as u64;
             let read = match &mut self.from_crlf {

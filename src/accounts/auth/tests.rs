@@ -128,6 +128,7 @@ fn config(root: &Path, users_file: &Path, options: &Options) -> Config {
         bucket: None,
         s3: Default::default(),
         instance_id: "test".into(),
+        events: Default::default(),
         source_file: None,
     }
 }

@@ -3,7 +3,7 @@
 //! any size holds one page (at most 1,000 keys) in memory.
 
 use super::bucket::Bucket;
-use crate::storage::paths::UPLOAD_TEMP_PREFIX;
+use crate::storage::paths::is_reserved_name;
 use crate::storage::store::{Entry, EntryKind, EntryPages, StoreError};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ impl ObjectPages {
             || name == "."
             || name == ".."
             || name.contains('/')
-            || name.starts_with(UPLOAD_TEMP_PREFIX);
+            || is_reserved_name(name);
         (!hidden).then(|| name.to_owned())
     }
 }
