@@ -581,3 +581,138 @@ async fn an_upload_to_a_bucket_is_published_with_its_sha256() {
     );
     fixture.server.stop().await.expect("stops");
 }
+
+/// An HTTPS receiver on loopback with a certificate from a private CA: answers each POST with
+/// 200 and records its body. Minimal HTTP/1.1 by hand (one request per connection).
+async fn https_receiver(
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, ca).expect("server certificate");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let recorded = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return; // a client that does not trust the certificate
+                };
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body_start = loop {
+                    let Ok(read) = tls.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|value| value.trim().parse().ok())
+                    .unwrap_or(0);
+                while request.len() < body_start + length {
+                    let Ok(read) = tls.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&chunk[..read]);
+                }
+                recorded
+                    .lock()
+                    .expect("lock")
+                    .push(request[body_start..body_start + length].to_vec());
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+#[tokio::test]
+async fn an_https_webhook_trusts_its_ca_file_and_nothing_else() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Ferry events test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .expect("CA");
+    let (addr, bodies) = https_receiver(&ca).await;
+    let ca_dir = tempfile::tempdir().expect("temp dir");
+    let ca_file = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let url: url::Url = format!("https://{addr}/hook").parse().expect("URL");
+    let capture = AuditCapture::default();
+    let server = TestServer::start_logging_to(
+        |config| {
+            let mut private = hook("private", HookTarget::Webhook(url.clone()));
+            private.ca_file = Some(ca_file.clone());
+            // The same receiver checked against the system's roots, which do not hold the CA.
+            let system = hook("system", HookTarget::Webhook(url.clone()));
+            config.events.tables = vec![private, system];
+        },
+        &default_users(),
+        capture.logger(),
+    )
+    .await;
+    let spool = server.root.join(".ferry-events");
+    let mut ftp = server.login("alice").await;
+    let data = b"over TLS".to_vec();
+    ftp.put_file("secure.txt", &mut Cursor::new(data.clone()))
+        .await
+        .expect("STOR");
+    let body = poll(|| async { bodies.lock().expect("lock").first().cloned() }).await;
+    let json: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(json["path"], "/secure.txt");
+    assert_eq!(json["sha256"], sha256_hex(&data));
+    poll(|| async { waiting(&spool, "private").is_empty().then_some(()) }).await;
+    // The hook on the system's roots refuses the private CA: its attempt fails, is logged,
+    // and the event stays in its queue for the next attempt.
+    poll(|| async {
+        let failed = capture.everything().iter().any(|record| {
+            record.get("msg").map(String::as_str) == Some("event delivery failed; retrying")
+                && record.get("hook").map(String::as_str) == Some("system")
+        });
+        failed.then_some(())
+    })
+    .await;
+    assert_eq!(waiting(&spool, "system").len(), 1);
+    assert_eq!(
+        bodies.lock().expect("lock").len(),
+        1,
+        "only the trusting hook got through"
+    );
+    server.stop().await.expect("stops");
+}
