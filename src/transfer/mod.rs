@@ -13,6 +13,7 @@
 mod ascii;
 mod buffered;
 mod idle;
+mod pipes;
 mod stream;
 mod zero_copy;
 
