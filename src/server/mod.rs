@@ -18,6 +18,6 @@ mod proxy;
 pub mod session;
 
 pub use accept::{
-    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, blocking_threads, check_services,
-    check_services_now, raise_open_file_limit, run, start,
+    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, async_worker_threads, blocking_threads,
+    check_services, check_services_now, raise_open_file_limit, run, start,
 };
