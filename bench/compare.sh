@@ -326,8 +326,8 @@ run_one() { # server scenario-name arguments...
   mkdir -p "$home/$work/up" "$home/$work/small"
   chown -R "$BENCH_USER" "$home/$work"
   chmod 0777 "$home/$work/up" "$home/$work/small"
-  local arguments=() argument
-  for argument in "$@"; do arguments+=("${argument//@W/$work}"); done
+  local run_arguments=() argument
+  for argument in "$@"; do run_arguments+=("${argument//@W/$work}"); done
   # The file a download reads comes from the page cache for every server: on a machine whose
   # cache others fill (builds), part of it may have been evicted since the last run.
   case $name in
@@ -356,7 +356,7 @@ run_one() { # server scenario-name arguments...
     flood=$!
     sleep 2
   fi
-  "$BENCH" --url "$url" --server-pid "$pid" --label "$server" "${arguments[@]}" \
+  "$BENCH" --url "$url" --server-pid "$pid" --label "$server" "${run_arguments[@]}" \
     | jq -c --arg name "$name" --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
       '. + {name: $name, load: ($load | tonumber)}' >>"$RESULTS" || true
   if [ -n "$flood" ]; then wait "$flood" || true; fi
