@@ -20,22 +20,32 @@
 # accounts, verified by libsodium: every server pays the same hash per cold login except
 # vsftpd, which checks system users' crypt(3) hashes (yescrypt on Debian 12).
 #
-# Environment: REPS (3), BENCH_DIR (/dev/shm/ferry-bench: tmpfs, so the disk is not measured),
+# Data: on the root filesystem's disk (BENCH_DIR, /var/tmp/ferry-bench), the same directory
+# tree for every server. Uploads go to a new directory per run and are truncated afterwards
+# rather than deleted: on an ext4 without a journal (this guest's), each new inode is checked
+# against those deleted in the last 60-360 s, so deleting 500 files made the next 500 creations
+# several times dearer for whichever server came next. Everything is deleted at the start of
+# the next run, which then waits until such deletions are 90 s old.
+#
+# Environment: REPS (3), BENCH_DIR (/var/tmp/ferry-bench; /dev/shm/... to leave the disk out),
 # FERRY_PORT (2621), VSFTPD_PORT (2622), PUREFTPD_PORT (2623), QUICK (small sizes),
 # COLD_ACCOUNTS (1000; 100 with QUICK), PEERS_IDLE_10K (1 to also hold 10,000 sessions of each
 # peer: 20,000 processes and minutes of password hashing), ONLY (scenario names separated by
-# spaces, e.g. ONLY="retr stor": run just those).
+# spaces, e.g. ONLY="retr stor": run just those), NO_BUILD (1: use the release binaries already
+# built, e.g. while a test build holds cargo's lock), SETTLE_LIMIT (30: seconds to wait before
+# each run for the machine to quiet down; on a machine others build on it never does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPS=${REPS:-3}
-BENCH_DIR=${BENCH_DIR:-/dev/shm/ferry-bench}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/ferry-bench}
 FERRY_PORT=${FERRY_PORT:-2621}
 VSFTPD_PORT=${VSFTPD_PORT:-2622}
 PUREFTPD_PORT=${PUREFTPD_PORT:-2623}
 QUICK=${QUICK:-}
 PEERS_IDLE_10K=${PEERS_IDLE_10K:-${VSFTPD_IDLE_10K:-}}
 ONLY=${ONLY:-}
+SETTLE_LIMIT=${SETTLE_LIMIT:-30}
 # Passive ranges below the ephemeral range (32768+), so client ports never collide with them.
 FERRY_PASSIVE=20000-25999
 VSFTPD_PASSIVE_MIN=26000
@@ -88,8 +98,10 @@ fi
 PUREFTPD=$PUREFTPD_DIR/usr/sbin/pure-ftpd
 PURE_PW=$PUREFTPD_DIR/usr/bin/pure-pw
 
-log "building Ferry (release)"
-cargo build --release --locked --bin ferry --bin ferry-bench >&2
+if [ -z "${NO_BUILD:-}" ]; then
+  log "building Ferry (release)"
+  cargo build --release --locked --bin ferry --bin ferry-bench >&2
+fi
 TARGET=${CARGO_TARGET_DIR:-target}
 FERRY=$TARGET/release/ferry
 BENCH=$TARGET/release/ferry-bench
@@ -100,6 +112,7 @@ ulimit -n "$(ulimit -Hn)"
 # --- data --------------------------------------------------------------------------------
 log "preparing $BENCH_DIR"
 rm -rf "$BENCH_DIR"
+DELETED_AT=$(date +%s)
 mkdir -p "$BENCH_DIR/ferry-root/bench" "$BENCH_DIR/vsftpd-home" "$BENCH_DIR/pure-ftpd-home" \
   /var/run/vsftpd/empty
 FERRY_HOME=$BENCH_DIR/ferry-root/bench
@@ -269,21 +282,22 @@ trap 'stop_servers; remove_cold_users' EXIT
 
 # --- scenarios ---------------------------------------------------------------------------
 # name|arguments. idle-* scenarios restart the servers first so that memory is measured from
-# a clean start; logins-cold and *-100-accounts too, so that Ferry has verified none of those
-# accounts' logins before (it remembers successes for 10 minutes), and they log in as the
-# cold accounts.
+# a clean start; logins-cold, retr-during-cold-logins and *-100-accounts too, so that Ferry
+# has verified none of those accounts' logins before (it remembers successes for 10 minutes),
+# and they log in as the cold accounts. @W is the run's own upload directory.
 SCENARIOS=(
   "retr|retr --path big.bin --size $BIG"
-  "stor|stor --path up/big.bin --size $BIG"
+  "stor|stor --path @W/up/big.bin --size $BIG"
   "retr-many|retr-many --sessions $MANY --path medium.bin --size $MEDIUM"
   "retr-many-100-accounts|retr-many --sessions $MANY --accounts 100 --path medium.bin --size $MEDIUM"
-  "stor-many|stor-many --sessions $MANY --dir up --size $MEDIUM"
-  "stor-many-100-accounts|stor-many --sessions $MANY --accounts 100 --dir up --size $MEDIUM"
-  "small-files|small-files --files $SMALL_FILES --size 4KiB --dir small"
+  "stor-many|stor-many --sessions $MANY --dir @W/up --size $MEDIUM"
+  "stor-many-100-accounts|stor-many --sessions $MANY --accounts 100 --dir @W/up --size $MEDIUM"
+  "small-files|small-files --files $SMALL_FILES --size 4KiB --dir @W/small"
   "list|list --path list --entries $LIST_ENTRIES --repeat 5"
   "login|login --workers 32 --seconds 10 --count 5000"
   "logins-cold|logins-cold --accounts $COLD_ACCOUNTS --workers 32"
   "retr-during-login-flood|retr --path big.bin --size $BIG"
+  "retr-during-cold-logins|retr --path big.bin --size $BIG"
   "idle-1000|idle --sessions 1000"
   "idle-$IDLE_BIG|idle --sessions $IDLE_BIG"
 )
@@ -301,6 +315,25 @@ run_one() { # server scenario-name arguments...
   esac
   case $name in logins-cold | *-accounts) user=$COLD_PREFIX ;; esac
   local url="ftp://$user:$PASSWORD@127.0.0.1:$port/"
+  # A new upload directory per run (see "Data" above), writable by every account.
+  RUN=$((RUN + 1))
+  local work=w$RUN home
+  case $server in
+    ferry) home=$FERRY_HOME ;;
+    vsftpd) home=$VSFTPD_HOME ;;
+    pure-ftpd) home=$PUREFTPD_HOME ;;
+  esac
+  mkdir -p "$home/$work/up" "$home/$work/small"
+  chown -R "$BENCH_USER" "$home/$work"
+  chmod 0777 "$home/$work/up" "$home/$work/small"
+  local run_arguments=() argument
+  for argument in "$@"; do run_arguments+=("${argument//@W/$work}"); done
+  # The file a download reads comes from the page cache for every server: on a machine whose
+  # cache others fill (builds), part of it may have been evicted since the last run.
+  case $name in
+    retr-many*) cat "$FERRY_HOME/medium.bin" >/dev/null ;;
+    retr*) cat "$FERRY_HOME/big.bin" >/dev/null ;;
+  esac
   if [ "$server" != ferry ] && [ "$name" = idle-10000 ] && [ -z "$PEERS_IDLE_10K" ]; then
     return 0
   fi
@@ -313,32 +346,45 @@ run_one() { # server scenario-name arguments...
     flood=$!
     sleep 2
   fi
-  "$BENCH" --url "$url" --server-pid "$pid" --label "$server" "$@" \
+  # Logins as each cold account once (every one pays its password hash; the servers were just
+  # restarted) while this download runs: their rate is a result of its own.
+  if [ "$name" = retr-during-cold-logins ]; then
+    "$BENCH" --url "ftp://$COLD_PREFIX:$PASSWORD@127.0.0.1:$port/" --server-pid "$pid" \
+      --label "$server" logins-cold --accounts "$COLD_ACCOUNTS" --workers 32 \
+      | jq -c --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
+        '. + {name: "logins-cold-during-retr", load: ($load | tonumber)}' >>"$RESULTS" &
+    flood=$!
+    sleep 2
+  fi
+  "$BENCH" --url "$url" --server-pid "$pid" --label "$server" "${run_arguments[@]}" \
     | jq -c --arg name "$name" --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
       '. + {name: $name, load: ($load | tonumber)}' >>"$RESULTS" || true
   if [ -n "$flood" ]; then wait "$flood" || true; fi
-  # Uploads are not kept: 500 × 10 MiB per run would fill the tmpfs.
-  rm -f "$FERRY_HOME"/up/* "$VSFTPD_HOME"/up/* "$PUREFTPD_HOME"/up/* \
-    "$FERRY_HOME"/small/* "$VSFTPD_HOME"/small/* "$PUREFTPD_HOME"/small/*
+  # Uploads are emptied, not deleted (see "Data" above): 500 × 10 MiB per run would fill the
+  # disk.
+  find "$home/$work" -type f -exec truncate -s 0 {} +
 }
 
-# Waits (at most 30 s) until the previous run's traces are gone: vsftpd and Pure-FTPd back
+# Waits (at most SETTLE_LIMIT s) until the previous run's traces are gone: vsftpd and Pure-FTPd back
 # to their one listening process (their session processes take a second or two to exit
 # after hundreds of sessions) and at most two runnable tasks on the machine. Without this,
 # the scenario after retr-many or stor-many ran beside 500 exiting session processes,
 # whichever server it measured.
 settle() {
   local _
-  for _ in $(seq 300); do
+  for _ in $(seq $((SETTLE_LIMIT * 10))); do
     if [ "$(pgrep -c -x vsftpd || true)" -le 1 ] && [ "$(pgrep -c -x pure-ftpd || true)" -le 1 ] \
       && [ "$(awk '/^procs_running/ {print $2}' /proc/stat)" -le 2 ]; then
       return 0
     fi
     sleep 0.1
   done
-  log "machine still busy after 30 s: $(awk '/^procs_running/ {print $2}' /proc/stat) runnable, $(pgrep -c -x vsftpd || true) vsftpd and $(pgrep -c -x pure-ftpd || true) pure-ftpd processes"
+  log "machine still busy after $SETTLE_LIMIT s: $(awk '/^procs_running/ {print $2}' /proc/stat) runnable, $(pgrep -c -x vsftpd || true) vsftpd and $(pgrep -c -x pure-ftpd || true) pure-ftpd processes"
 }
 
+RUN=0
+# Inodes deleted in the last minute or so make every creation dearer (see "Data" above).
+while [ $(($(date +%s) - DELETED_AT)) -lt 90 ]; do sleep 1; done
 log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for rep in $(seq "$REPS"); do
   # The order rotates: each server goes first, in the middle and last.
@@ -355,7 +401,7 @@ for rep in $(seq "$REPS"); do
     arguments=${entry#*|}
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
     case $name in
-      idle-* | logins-cold | *-accounts) restart_servers ;;
+      idle-* | logins-cold | retr-during-cold-logins | *-accounts) restart_servers ;;
       *) [ -n "$FERRY_PID" ] || restart_servers ;;
     esac
     for server in "${order[@]}"; do
@@ -374,10 +420,21 @@ jq -s -r --arg reps "$REPS" '
   def fmt(digits): if . == null then "n/a" else (. * pow(10; digits) | round) / pow(10; digits) | tostring end;
   def servers: ["vsftpd", "pure-ftpd", "ferry"];
   def peers: ["vsftpd", "pure-ftpd"];
-  (map(select(.name == "raw" and .valid)) | map(.figure) | median) as $raw
+  # small-files also yields its uploads and downloads apart, each a row of its own.
+  map(if .name == "small-files" then
+        ., (.phases // [])[] as $p | {name: "small-files-\($p.name)", label: .label, valid, unit,
+          higher_is_better, load, figure: $p.files_per_s, server_cpu_us_per_file: $p.server_cpu_us_per_file}
+      else . end)
+  | (map(select(.name == "raw" and .valid)) | map(.figure) | median) as $raw
   | (map(.load) | median) as $load
   | group_by(.name) | map(select(.[0].name != "raw")) as $groups
-  | "| scenario | unit | vsftpd | Pure-FTPd | Ferry | Ferry vs the best peer | server CPU (vsftpd / Pure-FTPd / Ferry) | invalid runs |",
+  # Each server'"'"'s median download in scenario `during` as a share of its download alone.
+  | def kept(during): servers | map(. as $server
+      | ([$groups[] | select(.[0].name == during)[] | select(.label == $server and .valid) | .figure] | median) as $with
+      | ([$groups[] | select(.[0].name == "retr")[] | select(.label == $server and .valid) | .figure] | median) as $alone
+      | "\($server) \(if $with == null or $alone == null then "n/a" else ($with / $alone * 100 | round | tostring) + "%" end)")
+      | join(", ");
+  "| scenario | unit | vsftpd | Pure-FTPd | Ferry | Ferry vs the best peer | server CPU (vsftpd / Pure-FTPd / Ferry) | invalid runs |",
     "|---|---|---|---|---|---|---|---|",
     ($groups[] as $g
       | ($g[0].higher_is_better) as $higher
@@ -387,7 +444,8 @@ jq -s -r --arg reps "$REPS" '
       | (if $best == null or $m.ferry == null or $m.ferry == 0 then null
          elif $higher then $m.ferry / $best else $best / $m.ferry end) as $ratio
       | (if $g[0].unit == "MB/s" then {field: "server_cpu_s_per_gib", unit: "s/GiB", digits: 2}
-         elif ($g[0].name == "login" or $g[0].name == "logins-cold") then {field: "server_cpu_ms_per_login", unit: "ms/login", digits: 1}
+         elif ($g[0].name | test("^login")) then {field: "server_cpu_ms_per_login", unit: "ms/login", digits: 1}
+         elif ($g[0].name | test("^small-files-")) then {field: "server_cpu_us_per_file", unit: "µs/file", digits: 0}
          else null end) as $cpu
       | (if $cpu == null then ""
          else (servers | map(. as $s | $g | map(select(.label == $s) | .[$cpu.field] // empty) | median | fmt($cpu.digits)) | join(" / ")) + " \($cpu.unit)" end) as $cpus
@@ -397,11 +455,7 @@ jq -s -r --arg reps "$REPS" '
       [$groups[] | select(.[0].name == "retr" or .[0].name == "stor")
        | "\(.[0].name) \((map(select(.label == "ferry" and .valid) | .figure) | median) as $m | if $m == null or $raw == null then "n/a" else ($m / $raw * 100 | round | tostring) + "%" end)"]
       | join(", "))",
-    "download during a flood of failed logins, as % of the same server'"'"'s download alone: \(
-      servers | map(. as $server
-        | ([$groups[] | select(.[0].name == "retr-during-login-flood")[] | select(.label == $server and .valid) | .figure] | median) as $flood
-        | ([$groups[] | select(.[0].name == "retr")[] | select(.label == $server and .valid) | .figure] | median) as $alone
-        | "\($server) \(if $flood == null or $alone == null then "n/a" else ($flood / $alone * 100 | round | tostring) + "%" end)")
-      | join(", "))",
+    "download during a flood of failed logins, as % of the same server'"'"'s download alone: \(kept("retr-during-login-flood"))",
+    "download while every cold account logs in once, as % of the same server'"'"'s download alone: \(kept("retr-during-cold-logins"))",
     "medians of \($reps) repetitions; median 1-minute load average during the runs: \($load | fmt(2)); ratio > 1 means Ferry is better than the best peer (faster, or less memory)"
 ' "$RESULTS"

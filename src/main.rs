@@ -84,11 +84,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .enable_all()
-        .max_blocking_threads(ferry::server::blocking_threads(&config))
-        .build()
-    {
+        .max_blocking_threads(ferry::server::blocking_threads(&config));
+    if let Some(workers) = ferry::server::async_worker_threads() {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ferry: could not start the async runtime: {error}");

@@ -22,14 +22,29 @@ fn temporaries_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits (bounded) until the server has removed every temporary in `dir`.
+/// The files of uploads in progress in `dir`: named temporaries, and the unnamed files
+/// (`O_TMPFILE`, for uploads to a new name) that this process, the in-process server, holds
+/// open there; /proc shows those as `DIR/#INODE (deleted)`.
+fn uploads_in_progress(dir: &Path) -> Vec<String> {
+    let unnamed_prefix = format!("{}/#", dir.canonicalize().unwrap().display());
+    let unnamed = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with(&unnamed_prefix) && target.ends_with(" (deleted)"));
+    temporaries_in(dir).into_iter().chain(unnamed).collect()
+}
+
+/// Waits (bounded) until the server has removed every temporary in `dir` and closed every
+/// unnamed upload file there.
 async fn until_no_temporaries(dir: &Path) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !temporaries_in(dir).is_empty() {
+    while !uploads_in_progress(dir).is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "temporaries left: {:?}",
-            temporaries_in(dir)
+            uploads_in_progress(dir)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -114,9 +129,10 @@ async fn upload_in_progress_is_invisible_until_complete() {
     data.write_all(&content[..1024 * 1024]).await.unwrap();
     data.flush().await.unwrap();
 
-    // Wait until the temporary exists on disk, then look through the client's eyes.
+    // Wait until the upload's file exists (a new name: an unnamed file), then look through
+    // the client's eyes.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while temporaries_in(&home).is_empty() {
+    while uploads_in_progress(&home).is_empty() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -142,7 +158,7 @@ async fn upload_in_progress_is_invisible_until_complete() {
     drop(data);
     assert_eq!(uploader.reply().await.0, 226);
     assert!(std::fs::read(home.join("incoming.bin")).unwrap() == content);
-    assert!(temporaries_in(&home).is_empty());
+    until_no_temporaries(&home).await;
 }
 
 #[tokio::test]

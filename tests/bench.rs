@@ -100,6 +100,13 @@ async fn every_scenario_runs_on_tiny_sizes_and_counts_every_byte() {
     let small = bench(&server, &["small-files", "--files", "7", "--size", "4KiB"]).await;
     assert_valid(&small);
     assert_eq!(small.operations, 14, "7 uploads and 7 downloads");
+    let phases: Vec<&str> = small.phases.iter().map(|phase| phase.name).collect();
+    assert_eq!(
+        phases,
+        ["stor", "retr"],
+        "uploads and downloads timed apart"
+    );
+    assert!(small.phases.iter().all(|phase| phase.files_per_s > 0.0));
 
     let list = bench(&server, &["list", "--entries", "25", "--repeat", "3"]).await;
     assert_valid(&list);

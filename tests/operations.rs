@@ -112,6 +112,13 @@ async fn logins_transfers_refusals_and_errors_show_up_in_metrics() {
     // libunftp's own counters are on the same page (process-wide: other tests add to them).
     assert!(value(&after, "ftp_backend_write_files") >= 1.0);
     assert!(value(&after, "ftp_command_total{command=\"stor\"}") >= 1.0);
+    // Labels are the first word of the event, lowercased (a message with fields included).
+    assert!(
+        value(
+            &after,
+            "ftp_reply_total{event=\"writtendata\",event_type=\"ctrl-chan-msg\",range=\"2xx\"}"
+        ) >= 1.0
+    );
 }
 
 #[tokio::test]

@@ -204,6 +204,9 @@ pub struct Report {
     /// server, so it is part of the picture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cpu_s: Option<f64>,
+    /// Parts timed on their own (small-files: `stor` then `retr`), when the run is valid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
 }
 
 /// What a scenario counted: bytes against what they should have been, operations, errors.
@@ -250,6 +253,18 @@ pub struct Measured {
     pub tally: Tally,
     pub seconds: f64,
     pub figure: f64,
+    /// Parts of the scenario timed on their own (small-files: its uploads, its downloads).
+    pub phases: Vec<Phase>,
+}
+
+/// One timed part of a scenario: its rate and what it cost the server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub files_per_s: f64,
+    /// Server CPU microseconds per file in this phase (absent without --server-pid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_file: Option<f64>,
 }
 
 impl Scenario {
@@ -339,6 +354,7 @@ pub async fn run(args: &BenchArgs) -> Report {
             tally,
             seconds: started.elapsed().as_secs_f64(),
             figure: 0.0,
+            phases: Vec::new(),
         }
     });
     let server_cpu_s = cpu_before
@@ -374,6 +390,7 @@ pub async fn run(args: &BenchArgs) -> Report {
             })
             .map(|cpu| round(cpu * 1000.0 / logins as f64)),
         client_cpu_s,
+        phases: if valid { measured.phases } else { Vec::new() },
     }
 }
 

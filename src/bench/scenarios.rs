@@ -3,7 +3,9 @@
 use super::client::{self, Connector, Session};
 use super::discard::Discard;
 use super::probe::ProcessTree;
-use super::{BenchError, Measured, Scenario, Tally, account_name, bounded, megabytes_per_second};
+use super::{
+    BenchError, Measured, Phase, Scenario, Tally, account_name, bounded, megabytes_per_second,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -55,7 +57,7 @@ pub async fn run(
             .await
         }
         Scenario::SmallFiles { files, size, dir } => {
-            small_files(connector, *files, *size as usize, dir).await
+            small_files(connector, *files, *size as usize, dir, server).await
         }
         Scenario::List {
             path,
@@ -96,6 +98,7 @@ fn throughput(tally: Tally, started: Instant) -> Measured {
         figure: megabytes_per_second(tally.bytes, seconds),
         tally,
         seconds,
+        phases: Vec::new(),
     }
 }
 
@@ -219,22 +222,36 @@ async fn check_stored_size(session: &mut Session, path: &str, size: u64) -> Resu
 }
 
 /// One session uploads `files` files, then downloads each and compares its content; the
-/// figure is transfers (uploads plus downloads) per second.
+/// figure is transfers (uploads plus downloads) per second. The uploads and the downloads are
+/// also timed apart (`phases`), each with the server's CPU per file.
 async fn small_files(
     connector: Arc<Connector>,
     files: usize,
     size: usize,
     dir: &str,
+    server: Option<ProcessTree>,
 ) -> Result<Measured, BenchError> {
     let mut session = Session::open_logged_in(connector).await?;
     let contents: Vec<Vec<u8>> = (0..files).map(|i| pattern(size, i as u32 + 2)).collect();
     let mut tally = Tally::default();
-    let started = Instant::now();
+    let cpu = || server.and_then(|tree| tree.cpu_seconds().ok());
+    // The clock stops before the server's CPU is read (a walk of /proc).
+    let phase = |name, elapsed: Duration, cpu_before: Option<f64>, cpu_after: Option<f64>| Phase {
+        name,
+        files_per_s: files as f64 / elapsed.as_secs_f64(),
+        server_cpu_us_per_file: cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| ((after - before) * 1e6 / files.max(1) as f64).round()),
+    };
+    let (cpu_start, started) = (cpu(), Instant::now());
     for (index, content) in contents.iter().enumerate() {
         let path = format!("{dir}/small-{index}.bin");
         let sent = session.stor(&path, size as u64, content).await?;
         tally.transfer(sent, size as u64);
     }
+    let elapsed = started.elapsed();
+    let stor = phase("stor", elapsed, cpu_start, cpu());
+    let (cpu_start, retr_started) = (cpu(), Instant::now());
     for (index, content) in contents.iter().enumerate() {
         let path = format!("{dir}/small-{index}.bin");
         let received = session.retr_to_vec(&path).await?;
@@ -243,12 +260,15 @@ async fn small_files(
             tally.fail(BenchError::Protocol(format!("{path}: content differs")));
         }
     }
+    let elapsed = retr_started.elapsed();
+    let retr = phase("retr", elapsed, cpu_start, cpu());
     let seconds = started.elapsed().as_secs_f64();
     session.quit().await?;
     Ok(Measured {
         figure: tally.operations as f64 / seconds,
         tally,
         seconds,
+        phases: vec![stor, retr],
     })
 }
 
@@ -288,6 +308,7 @@ async fn list(
         figure: times[times.len() / 2],
         tally,
         seconds,
+        phases: Vec::new(),
     })
 }
 
@@ -361,6 +382,7 @@ async fn operations_per_second(mut tasks: JoinSet<Tally>, started: Instant) -> M
         figure: tally.operations as f64 / seconds,
         tally,
         seconds,
+        phases: Vec::new(),
     }
 }
 
@@ -413,5 +435,6 @@ async fn idle(
         figure: after.saturating_sub(before) as f64 / sessions.max(1) as f64,
         tally,
         seconds,
+        phases: Vec::new(),
     })
 }

@@ -54,6 +54,23 @@ pub fn blocking_threads(config: &Config) -> usize {
         .saturating_add(BLOCKING_THREADS_RESERVE)
 }
 
+/// The runtime's async worker threads: half the cores, at least one, unless
+/// `TOKIO_WORKER_THREADS` is set (then `None`: tokio reads that variable itself).
+///
+/// The workers run only the protocol (commands, replies, TLS); transfers, file operations and
+/// password hashes have threads of their own. A session's command moves between tasks (the
+/// control loop, the data connection's, the transfer's), and each hand-over to a task while
+/// another worker sleeps wakes that worker for nothing: with one worker per core, a
+/// one-session run of 4 KiB uploads and downloads on 2 cores switched context ~10 times per
+/// file; with one worker, ~4, for 15% less server CPU per file (medians of 5).
+pub fn async_worker_threads() -> Option<usize> {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    Some((cores / 2).max(1))
+}
+
 /// Pending connections the kernel queues for the accept loop (vsftpd and nginx use 511+).
 const LISTEN_BACKLOG: i32 = 1024;
 

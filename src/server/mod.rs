@@ -19,6 +19,6 @@ pub mod rescan;
 pub mod session;
 
 pub use accept::{
-    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, blocking_threads, check_services,
-    check_services_now, raise_open_file_limit, run, start,
+    BLOCKING_THREADS_RESERVE, FerryServer, ServerError, async_worker_threads, blocking_threads,
+    check_services, check_services_now, raise_open_file_limit, run, start,
 };

@@ -1,34 +1,24 @@
 //! Passive-mode listening sockets, created by Ferry rather than libunftp (its `binder` hook).
 //!
 //! libunftp answers each PASV/EPSV by binding a listener and spawning a task that waits up to
-//! [`LIBUNFTP_PASSIVE_ACCEPT_WAIT`] for the client to connect. A client that repeats PASV
-//! without ever connecting would hold a new port per command, and a few hundred commands a
-//! second empty the whole passive range for everyone. Ferry builds one binder per session, so
-//! the binder remembers the session's pending listener and stops it before binding the next:
-//! each session holds at most one passive port that nobody has connected to.
+//! 15 s for the client to connect. A client that repeats PASV without ever connecting would
+//! hold a new port per command, and a few hundred commands a second empty the whole passive
+//! range for everyone. Ferry builds one binder per session, so the binder stops the session's
+//! pending listener before binding the next: each session holds at most one passive port that
+//! nobody has connected to. It stops it by dropping the sender whose receiver libunftp's
+//! waiting task watches (the `passive-cancel` patch): the task ends and the listener closes with
+//! it, and Ferry holds no descriptor, no timer and no task of its own per listener.
 
 use async_trait::async_trait;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpSocket;
-use tokio::task::AbortHandle;
+use tokio::sync::oneshot;
 
 /// Ports tried per PASV/EPSV before answering 425; the range is walked from a random start.
 const BIND_ATTEMPTS: usize = 64;
-
-/// How long libunftp waits in `accept()` on a passive listener (hard-coded in its
-/// `passive_common.rs`) before it gives up and closes the listener.
-const LIBUNFTP_PASSIVE_ACCEPT_WAIT: Duration = Duration::from_secs(15);
-
-/// How long Ferry keeps its handle on a pending listener: libunftp's wait plus a second, so
-/// that a client connecting at the last moment of libunftp's wait is still served.
-const PENDING_LISTENER_LIFETIME: Duration =
-    Duration::from_secs(LIBUNFTP_PASSIVE_ACCEPT_WAIT.as_secs() + 1);
 
 /// Binds one passive listener per PASV/EPSV in the configured port range, on the address the
 /// client reached the server on, with TCP_NODELAY set so accepted data sockets inherit it
@@ -36,8 +26,9 @@ const PENDING_LISTENER_LIFETIME: Duration =
 /// One binder serves one session (see the module docs).
 #[derive(Debug, Default)]
 pub struct PassiveBinder {
-    /// The listener of this session's previous PASV/EPSV, stopped before the next is bound.
-    pending: Option<PendingListener>,
+    /// Ends the wait on this session's previous listener when dropped: before the next bind,
+    /// and with the session.
+    pending: Option<oneshot::Sender<()>>,
 }
 
 #[async_trait]
@@ -47,11 +38,16 @@ impl libunftp::options::Binder for PassiveBinder {
         local_ip: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> io::Result<TcpSocket> {
-        // Dropping the previous one stops it, freeing its port for this bind or anyone else's.
+        // Dropping the previous sender stops that listener, freeing its port for this bind or
+        // anyone else's (the waiting task runs on another worker and closes it at once).
         self.pending = None;
-        let socket = bind_in_range(local_ip, ports)?;
-        self.pending = Some(PendingListener::track(&socket)?);
-        Ok(socket)
+        bind_in_range(local_ip, ports)
+    }
+
+    fn until_superseded(&mut self) -> Option<oneshot::Receiver<()>> {
+        let (sender, receiver) = oneshot::channel();
+        self.pending = Some(sender);
+        Some(receiver)
     }
 }
 
@@ -79,67 +75,32 @@ fn bind_in_range(local_ip: IpAddr, ports: RangeInclusive<u16>) -> io::Result<Tcp
     Err(last_error)
 }
 
-/// A second descriptor on a passive listener that libunftp may still be waiting on.
-///
-/// Dropping it stops the listener: `shutdown(2)` on a listening socket makes Linux stop
-/// listening and wakes a pending `accept()` with an error, so libunftp's waiting task ends and
-/// closes its descriptor too. A connection already accepted is a different socket and is not
-/// touched. The handle is also dropped once libunftp has stopped waiting by itself, so that it
-/// never keeps a port open longer than libunftp would.
-#[derive(Debug)]
-struct PendingListener {
-    listener: Arc<OwnedFd>,
-    expiry: AbortHandle,
-}
-
-impl PendingListener {
-    fn track(socket: &TcpSocket) -> io::Result<Self> {
-        let listener = Arc::new(socket.as_fd().try_clone_to_owned()?);
-        let expiring = listener.clone();
-        let expiry = tokio::spawn(async move {
-            tokio::time::sleep(PENDING_LISTENER_LIFETIME).await;
-            stop_listening(&expiring);
-        })
-        .abort_handle();
-        Ok(PendingListener { listener, expiry })
-    }
-}
-
-impl Drop for PendingListener {
-    fn drop(&mut self) {
-        self.expiry.abort();
-        stop_listening(&self.listener);
-    }
-}
-
-fn stop_listening(listener: &OwnedFd) {
-    // SAFETY: `listener` owns an open descriptor for the duration of the call. The result is
-    // ignored: ENOTCONN means the socket never listened or already stopped, which is the goal.
-    unsafe {
-        libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use libunftp::options::Binder;
     use std::net::Ipv4Addr;
+    use std::time::Duration;
 
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     type Waiting = tokio::task::JoinHandle<io::Result<(tokio::net::TcpStream, SocketAddr)>>;
 
     /// Binds through `binder` and then does what libunftp does with the socket: listen, and
-    /// wait in accept (for 15 s). Returns the port and the waiting task.
+    /// wait in accept (for 15 s) until the binder's receiver says the listener is superseded.
+    /// Returns the port and the waiting task, which owns (and closes) the listener.
     async fn pending_listener(binder: &mut PassiveBinder) -> (u16, Waiting) {
         let socket = binder.bind(LOOPBACK, 1024..=65535).await.expect("bind");
+        let superseded = binder.until_superseded().expect("a receiver");
         let port = socket.local_addr().expect("address").port();
         let listener = socket.listen(1024).expect("listen");
         let waiting = tokio::spawn(async move {
-            tokio::time::timeout(LIBUNFTP_PASSIVE_ACCEPT_WAIT, listener.accept())
-                .await
-                .unwrap_or_else(|_| Err(io::Error::other("timed out")))
+            tokio::select! {
+                accepted = tokio::time::timeout(Duration::from_secs(15), listener.accept()) => {
+                    accepted.unwrap_or_else(|_| Err(io::Error::other("timed out")))
+                }
+                _ = superseded => Err(io::Error::other("superseded")),
+            }
         });
         (port, waiting)
     }

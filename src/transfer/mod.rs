@@ -15,6 +15,7 @@ mod buffered;
 pub mod digest;
 mod idle;
 pub mod pace;
+mod pipes;
 mod stream;
 mod zero_copy;
 

@@ -8,13 +8,14 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::idle::IdleClock;
 use super::pace::Pace;
+use super::pipes::UploadPipe;
 
 /// Longest wait for the socket before a transfer checks whether it was abandoned (ABOR, a
 /// dropped session): an abandoned transfer's thread and socket linger at most this long.
@@ -23,12 +24,6 @@ const CANCEL_CHECK_INTERVAL_MS: i32 = 100;
 /// Most bytes asked of one sendfile(2). On a non-blocking socket a call returns once the
 /// socket buffer is full anyway; the cap only keeps one call short when it is huge.
 const SENDFILE_CHUNK: usize = 4 << 20;
-
-/// Most bytes moved from the socket into the pipe per splice(2): the default pipe capacity
-/// (16 pages). Not raised with F_SETPIPE_SZ: Linux charges pipe pages to the user, and past
-/// `pipe-user-pages-soft` (64 MiB) new pipes shrink to 8 KiB, which 1,000 concurrent uploads
-/// with 1 MiB pipes would reach.
-const PIPE_CHUNK: usize = 64 * 1024;
 
 /// The plaintext data socket libunftp lends to the running RETR/STOR/APPE (the
 /// `raw-data-socket` patch), duplicated so that it stays open for as long as a blocking thread
@@ -129,8 +124,10 @@ pub fn receive_into_file(
     pace: &Pace,
 ) -> io::Result<u64> {
     let mut clock = IdleClock::start(data_timeout);
-    let chunk = pace.chunk(PIPE_CHUNK);
-    let (pipe_out, pipe_in) = pipe()?;
+    // Moved per splice(2) from the socket: as much as the pipe holds (see `pipes`).
+    let pipe = UploadPipe::take()?;
+    let (pipe_out, pipe_in, pipe_chunk) = (pipe.read_end(), pipe.write_end(), pipe.capacity());
+    let chunk = pace.chunk(pipe_chunk);
     let mut position = offset;
     let mut splice_into_file = true;
     loop {
@@ -155,15 +152,15 @@ pub fn receive_into_file(
                 // Charged before the write: an upload past its budget never reaches the file.
                 pace.after_chunk_blocking(moved as u64, cancelled)?;
                 if splice_into_file {
-                    match drain_pipe_into_file(&pipe_out, file, position, moved) {
+                    match drain_pipe_into_file(pipe_out, file, position, moved) {
                         Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
                             splice_into_file = false;
-                            copy_pipe_into_file(&pipe_out, file, position, moved)?;
+                            copy_pipe_into_file(pipe_out, file, position, moved)?;
                         }
                         result => result?,
                     }
                 } else {
-                    copy_pipe_into_file(&pipe_out, file, position, moved)?;
+                    copy_pipe_into_file(pipe_out, file, position, moved)?;
                 }
                 position += moved as u64;
                 clock.progressed();
@@ -242,17 +239,6 @@ fn copy_pipe_into_file(pipe: &OwnedFd, file: &File, position: u64, len: usize) -
     file.write_all_at(&buffer, position)
 }
 
-/// A new pipe: (read end, write end).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut ends = [0; 2];
-    // SAFETY: `ends` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both are new descriptors owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +287,7 @@ mod tests {
 
     #[test]
     fn receive_into_file_writes_every_byte_at_the_offset() {
-        let data = pattern(5 * PIPE_CHUNK + 3);
+        let data = pattern(5 * (1 << 20) + 3);
         let file = tempfile::tempfile().expect("temp file");
         let (server, mut client) = socket_pair();
         let sent = data.clone();

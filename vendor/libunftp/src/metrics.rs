@@ -26,9 +26,10 @@ where
         if self.collect_metrics {
             add_event_metric(&event);
         }
-        let (evt_type_label, evt_label) = event_to_labels(&event);
+        // FERRY PATCH (metric-labels): the labels only when they are counted.
+        let labels = self.collect_metrics.then(|| event_to_labels(&event));
         let result: Result<Reply, ControlChanError> = self.next.handle(event).await;
-        if self.collect_metrics {
+        if let Some((evt_type_label, evt_label)) = labels {
             match &result {
                 Ok(reply) => add_reply_metric(reply, evt_type_label, evt_label),
                 Err(e) => add_error_metric(e.kind(), evt_type_label, evt_label),
@@ -170,15 +171,36 @@ fn add_replycode_metric(code: ReplyCode, evt_type_label: String, evt_label: Stri
 }
 
 fn event_to_labels(evt: &Event) -> (String, String) {
-    let (evt_type_str, evt_str) = match evt {
-        Event::Command(cmd) => ("command".into(), cmd.to_string()),
-        Event::InternalMsg(msg) => ("ctrl-chan-msg".into(), msg.to_string()),
-    };
-    let evt_name_str = evt_str.split_whitespace().next().unwrap_or("unknown").to_lowercase();
-    (evt_type_str, evt_name_str)
+    // FERRY PATCH (metric-labels): the first word only, without formatting the whole event.
+    match evt {
+        Event::Command(cmd) => ("command".into(), first_word_lowercase(cmd)),
+        Event::InternalMsg(msg) => ("ctrl-chan-msg".into(), first_word_lowercase(msg)),
+    }
 }
 
 fn command_to_label(cmd: &Command) -> String {
-    let cmd_str = cmd.to_string();
-    cmd_str.split_whitespace().next().unwrap_or("unknown").to_lowercase()
+    first_word_lowercase(cmd) // FERRY PATCH (metric-labels)
+}
+
+/// FERRY PATCH (metric-labels): what `value.to_string().split_whitespace().next()`, lowercased,
+/// gave (`Display` is `Debug` for commands and messages: `Stor { path: "..." }` is `stor`), or
+/// "unknown": formatting stops at the end of the first word instead of rendering every field
+/// (a path, a whole message) for each command and each reply.
+fn first_word_lowercase(value: &dyn std::fmt::Debug) -> String {
+    struct FirstWord(String);
+    impl std::fmt::Write for FirstWord {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            for c in text.chars() {
+                if !c.is_whitespace() {
+                    self.0.extend(c.to_lowercase());
+                } else if !self.0.is_empty() {
+                    return Err(std::fmt::Error); // the word is complete: stop formatting
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut word = FirstWord(String::new());
+    let _ = std::fmt::write(&mut word, format_args!("{value:?}"));
+    if word.0.is_empty() { "unknown".to_string() } else { word.0 }
 }

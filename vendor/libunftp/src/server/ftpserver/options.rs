@@ -34,6 +34,16 @@ pub trait Binder: Debug + Send {
     /// Create a [`tokio::net::TcpSocket`] and bind it to the given address, with a port in the
     /// given range.
     async fn bind(&mut self, local_addr: IpAddr, passive_ports: RangeInclusive<u16>) -> io::Result<TcpSocket>;
+
+    /// FERRY PATCH (passive-cancel): called right after a successful [`bind`](Binder::bind).
+    /// The wait for a data connection on that socket ends (and the listener closes) as soon as
+    /// the returned receiver completes, or its sender is dropped: a binder that keeps the
+    /// sender can stop a listener nobody connected to without holding a descriptor on it. A
+    /// connection already accepted is not affected. `None` (the default): the wait ends only
+    /// by a connection or libunftp's timeout.
+    fn until_superseded(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        None
+    }
 }
 
 /// FERRY PATCH (proxy-peer): finds the client behind a passive data connection, for a server

@@ -89,9 +89,13 @@ where
     S::Metadata: Metadata,
     T: LegacyReplyProducer<S, U>,
 {
-    let listener = match args.session.lock().await.binder {
-        Some(ref mut binder) => binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await,
-        _ => try_port_range(args.local_addr, args.passive_ports.clone()),
+    // FERRY PATCH (passive-cancel): the binder may end the wait for this listener's connection.
+    let (listener, superseded) = match args.session.lock().await.binder {
+        Some(ref mut binder) => match binder.bind(args.local_addr.ip(), args.passive_ports.clone()).await {
+            Ok(socket) => (Ok(socket), binder.until_superseded()),
+            Err(e) => (Err(e), None),
+        },
+        _ => (try_port_range(args.local_addr, args.passive_ports.clone()), None),
     };
     let listener = match listener {
         Err(_) => return Ok(Reply::new(ReplyCode::CantOpenDataConnection, "No data connection established")),
@@ -109,7 +113,18 @@ where
         // We cannot await this since we first need to let the client know where to connect :-)
         tokio::spawn(async move {
             // Timeout if the client doesn't connect to the socket in a while, to avoid leaving the socket hanging open permanently.
-            let r = tokio::time::timeout(Duration::from_secs(15), listener.accept()).await;
+            let wait = tokio::time::timeout(Duration::from_secs(15), listener.accept());
+            // FERRY PATCH (passive-cancel): superseded first: the listener closes with this task.
+            let r = match superseded {
+                Some(superseded) => tokio::select! {
+                    r = wait => r,
+                    _ = superseded => {
+                        slog::debug!(args.logger, "Passive listener superseded before a data connection arrived");
+                        return;
+                    }
+                },
+                None => wait.await,
+            };
             match r {
                 // FERRY PATCH (proxy-peer): behind a proxy, the data connection's client is the
                 // one its PROXY header names; the resolver reads that header before anything else
