@@ -84,14 +84,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .enable_all()
-        .max_blocking_threads(ferry::server::blocking_threads(&config));
-    if let Some(workers) = ferry::server::async_worker_threads() {
-        builder.worker_threads(workers);
-    }
-    let runtime = match builder.build() {
+    let runtime = match ferry::server::build_runtime(&config) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ferry: could not start the async runtime: {error}");

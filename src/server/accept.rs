@@ -71,6 +71,19 @@ pub fn async_worker_threads() -> Option<usize> {
     Some((cores / 2).max(1))
 }
 
+/// The runtime `ferry serve` runs on: [`async_worker_threads`] workers and
+/// [`blocking_threads`] for the blocking pool.
+pub fn build_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .enable_all()
+        .max_blocking_threads(blocking_threads(config));
+    if let Some(workers) = async_worker_threads() {
+        builder.worker_threads(workers);
+    }
+    builder.build()
+}
+
 /// Pending connections the kernel queues for the accept loop (vsftpd and nginx use 511+).
 const LISTEN_BACKLOG: i32 = 1024;
 

@@ -20,5 +20,5 @@ pub mod session;
 
 pub use accept::{
     BLOCKING_THREADS_RESERVE, FerryServer, ServerError, async_worker_threads, blocking_threads,
-    check_services, check_services_now, raise_open_file_limit, run, start,
+    build_runtime, check_services, check_services_now, raise_open_file_limit, run, start,
 };
