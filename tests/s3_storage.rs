@@ -698,6 +698,35 @@ async fn a_quota_holds_on_the_bucket_and_a_refused_upload_leaves_nothing() {
     raw.expect("DELE dir/other.bin", 250).await;
     let left = left + 3 * MIB as u64;
     assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
+
+    // An object written behind Ferry's back counts after `ferry user rescan`, which lists the
+    // home in the bucket with the same settings as `ferry serve`.
+    s3::put(&f.s3, &f.bucket, "site/alice/behind.bin", pattern(1000)).await;
+    assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
+    let credentials = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["user", "rescan", "alice", "--root"])
+        .arg(format!("s3://{}/site", f.bucket))
+        .arg("--s3-endpoint")
+        .arg(s3::moto())
+        .arg("--s3-credentials-file")
+        .arg(s3::credentials_file(credentials.path()))
+        .arg("--users")
+        .arg(&f.server.users_file)
+        .arg("--usage-dir")
+        .arg(usage.path())
+        .current_dir(credentials.path())
+        .output()
+        .expect("run ferry user rescan");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("alice: 3 files"), "{stdout}");
+    let left = left - 1000;
+    assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
 }
 
 #[tokio::test]
