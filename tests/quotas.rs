@@ -6,6 +6,7 @@
 mod common;
 
 use common::{ALL, RawSession, TestServer, TestUser, names_on_disk, pattern, read_all};
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -170,25 +171,15 @@ async fn usage_is_measured_once_and_rescan_corrects_changes_behind_ferrys_back()
     std::fs::write(home.join("sub/three"), [0u8; 4000]).unwrap();
     assert_eq!(raw.expect("AVBL", 213).await.trim(), "213 7000");
     // ...until `ferry user rescan`, which the running server then reads.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["user", "rescan", "alice", "--root"])
-        .arg(&server.root)
-        .arg("--users")
-        .arg(&server.users_file)
-        .env_remove("FERRY_CONFIG")
-        .current_dir(server.root.parent().unwrap())
-        .output()
-        .expect("run ferry user rescan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let root = server.root.as_os_str();
+    let users = server.users_file.as_os_str();
+    let stdout = common::ferry_rescan(
+        "alice",
+        &[OsStr::new("--root"), root, OsStr::new("--users"), users],
+        server.root.parent().unwrap(),
     );
     assert!(stdout.contains("alice: 3 files, 7000 bytes"), "{stdout}");
     assert_eq!(raw.expect("AVBL", 213).await.trim(), "213 3000");
-    // The usage directory is Ferry's: a home at the root could not name it.
-    assert!(!names_on_disk(&server.root).is_empty());
 }
 
 #[tokio::test]

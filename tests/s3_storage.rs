@@ -704,26 +704,19 @@ async fn a_quota_holds_on_the_bucket_and_a_refused_upload_leaves_nothing() {
     s3::put(&f.s3, &f.bucket, "site/alice/behind.bin", pattern(1000)).await;
     assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));
     let credentials = tempfile::tempdir().expect("temp dir");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["user", "rescan", "alice", "--root"])
-        .arg(format!("s3://{}/site", f.bucket))
-        .arg("--s3-endpoint")
-        .arg(s3::moto())
-        .arg("--s3-credentials-file")
-        .arg(s3::credentials_file(credentials.path()))
-        .arg("--users")
-        .arg(&f.server.users_file)
-        .arg("--usage-dir")
-        .arg(usage.path())
-        .current_dir(credentials.path())
-        .output()
-        .expect("run ferry user rescan");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args: Vec<std::ffi::OsString> = vec![
+        "--root".into(),
+        format!("s3://{}/site", f.bucket).into(),
+        "--s3-endpoint".into(),
+        s3::moto().into(),
+        "--s3-credentials-file".into(),
+        s3::credentials_file(credentials.path()).into(),
+        "--users".into(),
+        f.server.users_file.clone().into(),
+        "--usage-dir".into(),
+        usage.path().into(),
+    ];
+    let stdout = common::ferry_rescan("alice", &args, credentials.path());
     assert!(stdout.contains("alice: 3 files"), "{stdout}");
     let left = left - 1000;
     assert_eq!(raw.expect("AVBL", 213).await.trim(), format!("213 {left}"));

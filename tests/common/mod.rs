@@ -435,3 +435,22 @@ pub fn resident_bytes() -> u64 {
         .map(|kib| kib * 1024)
         .expect("VmRSS line")
 }
+
+/// Runs the built `ferry user rescan USER ARGS...` in `dir` (so no `config/ferry.toml` of the
+/// working directory is read); panics unless it succeeds; returns what it printed.
+pub fn ferry_rescan<S: AsRef<std::ffi::OsStr>>(user: &str, args: &[S], dir: &Path) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["user", "rescan", user])
+        .args(args)
+        .env_remove("FERRY_CONFIG")
+        .current_dir(dir)
+        .output()
+        .expect("run ferry user rescan");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
