@@ -28,7 +28,8 @@
 # the next run, which then waits until such deletions are 90 s old.
 #
 # Environment: REPS (3), BENCH_DIR (/var/tmp/ferry-bench; /dev/shm/... to leave the disk out),
-# FERRY_PORT (2621), VSFTPD_PORT (2622), PUREFTPD_PORT (2623), QUICK (small sizes),
+# FERRY_PORT (2621), VSFTPD_PORT (2622), PUREFTPD_PORT (2623), FLOOR_PORT (2624: the async
+# floor, below), QUICK (small sizes),
 # COLD_ACCOUNTS (1000; 100 with QUICK), PEERS_IDLE_10K (1 to also hold 10,000 sessions of each
 # peer: 20,000 processes and minutes of password hashing), ONLY (scenario names separated by
 # spaces, e.g. ONLY="retr stor": run just those), NO_BUILD (1: use the release binaries already
@@ -42,6 +43,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/ferry-bench}
 FERRY_PORT=${FERRY_PORT:-2621}
 VSFTPD_PORT=${VSFTPD_PORT:-2622}
 PUREFTPD_PORT=${PUREFTPD_PORT:-2623}
+FLOOR_PORT=${FLOOR_PORT:-2624}
 QUICK=${QUICK:-}
 PEERS_IDLE_10K=${PEERS_IDLE_10K:-${VSFTPD_IDLE_10K:-}}
 ONLY=${ONLY:-}
@@ -382,6 +384,25 @@ settle() {
   log "machine still busy after $SETTLE_LIMIT s: $(awk '/^procs_running/ {print $2}' /proc/stat) runnable, $(pgrep -c -x vsftpd || true) vsftpd and $(pgrep -c -x pure-ftpd || true) pure-ftpd processes"
 }
 
+# small-files also runs against `ferry-bench floor`: the least an async server on Ferry's
+# runtime does per small file (one task per session, no checks, no logging, files written in
+# place), on the same disk. It is not a peer: it shows what tokio and the kernel cost alone.
+run_floor() {
+  RUN=$((RUN + 1))
+  local home=$BENCH_DIR/floor-home work=w$RUN pid
+  mkdir -p "$home/$work/small"
+  "$BENCH" floor --bind "127.0.0.1:$FLOOR_PORT" --root "$home" 2>>"$BENCH_DIR/floor.err" &
+  pid=$!
+  wait_for_port "$FLOOR_PORT"
+  "$BENCH" --url "ftp://floor:floor@127.0.0.1:$FLOOR_PORT/" --server-pid "$pid" --label floor \
+    small-files --files "$SMALL_FILES" --size 4KiB --dir "$work/small" \
+    | jq -c --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
+      '. + {name: "small-files", load: ($load | tonumber)}' >>"$RESULTS" || true
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  find "$home/$work" -type f -exec truncate -s 0 {} +
+}
+
 RUN=0
 # Inodes deleted in the last minute or so make every creation dearer (see "Data" above).
 while [ $(($(date +%s) - DELETED_AT)) -lt 90 ]; do sleep 1; done
@@ -410,6 +431,11 @@ for rep in $(seq "$REPS"); do
       # shellcheck disable=SC2086 # the arguments are words on purpose
       run_one "$server" "$name" $arguments
     done
+    if [ "$name" = small-files ]; then
+      settle
+      log "small-files on the async floor, repetition $rep"
+      run_floor
+    fi
   done
 done
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -455,6 +481,13 @@ jq -s -r --arg reps "$REPS" '
       [$groups[] | select(.[0].name == "retr" or .[0].name == "stor")
        | "\(.[0].name) \((map(select(.label == "ferry" and .valid) | .figure) | median) as $m | if $m == null or $raw == null then "n/a" else ($m / $raw * 100 | round | tostring) + "%" end)"]
       | join(", "))",
+    ([$groups[] | select(.[0].name | test("^small-files-"))
+      | (map(select(.label == "floor" and .valid) | .figure) | median) as $floor
+      | (map(select(.label == "ferry" and .valid) | .figure) | median) as $ferry
+      | (map(select(.label == "floor") | .server_cpu_us_per_file // empty) | median) as $cpu
+      | select($floor != null)
+      | "async floor (ferry-bench floor), \(.[0].name): \($floor | fmt(1)) files/s, \($cpu | fmt(0)) µs/file of server CPU; Ferry at \(if $ferry == null then "n/a" else ($ferry / $floor * 100 | round | tostring) + "%" end) of it"]
+      | .[]),
     "download during a flood of failed logins, as % of the same server'"'"'s download alone: \(kept("retr-during-login-flood"))",
     "download while every cold account logs in once, as % of the same server'"'"'s download alone: \(kept("retr-during-cold-logins"))",
     "medians of \($reps) repetitions; median 1-minute load average during the runs: \($load | fmt(2)); ratio > 1 means Ferry is better than the best peer (faster, or less memory)"

@@ -6,6 +6,7 @@
 
 pub mod client;
 mod discard;
+pub mod floor;
 pub mod probe;
 pub mod reaper;
 mod scenarios;
@@ -172,6 +173,14 @@ pub enum Scenario {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Not a scenario: the least an async FTP server does for small files (one task per
+    /// session, no checks, no logging), serving ROOT on BIND (loopback) until killed
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:2624")]
+        bind: std::net::SocketAddr,
+        #[arg(long)]
+        root: std::path::PathBuf,
+    },
 }
 
 /// One scenario's result: the JSON line `ferry-bench` prints.
@@ -293,7 +302,7 @@ fn unit_of(scenario: &Scenario) -> (&'static str, bool) {
         Scenario::Login { .. } => ("sessions/s", true),
         Scenario::LoginsCold { .. } => ("logins/s", true),
         Scenario::Idle { .. } => ("KiB/session", false),
-        Scenario::Reap { .. } => ("", false),
+        Scenario::Reap { .. } | Scenario::Floor { .. } => ("", false),
     }
 }
 
@@ -310,6 +319,7 @@ fn name_of(scenario: &Scenario) -> &'static str {
         Scenario::LoginsCold { .. } => "logins-cold",
         Scenario::Idle { .. } => "idle",
         Scenario::Reap { .. } => "reap",
+        Scenario::Floor { .. } => "floor",
     }
 }
 

@@ -73,8 +73,8 @@ pub async fn run(
             cold_logins(connector, *accounts, *workers).await
         }
         Scenario::Idle { sessions } => idle(connector, *sessions, server).await,
-        Scenario::Reap { .. } => Err(BenchError::Protocol(
-            "reap runs a server; it is not a scenario".to_owned(),
+        Scenario::Reap { .. } | Scenario::Floor { .. } => Err(BenchError::Protocol(
+            "reap and floor run a server; they are not scenarios".to_owned(),
         )),
     }
 }

@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     if let Scenario::Reap { command } = &args.scenario {
         return ferry::bench::reaper::run(command);
     }
+    if let Scenario::Floor { bind, root } = &args.scenario {
+        return ferry::bench::floor::run(*bind, root);
+    }
     // Thousands of sessions need thousands of sockets.
     ferry::server::raise_open_file_limit(&slog::Logger::root(slog::Discard, slog::o!()));
     // One session runs on one thread: no wake-ups between threads, so the load generator
