@@ -449,7 +449,8 @@ jq -s -r --arg reps "$REPS" '
   # small-files also yields its uploads and downloads apart, each a row of its own.
   map(if .name == "small-files" then
         ., (.phases // [])[] as $p | {name: "small-files-\($p.name)", label: .label, valid, unit,
-          higher_is_better, load, figure: $p.files_per_s, server_cpu_us_per_file: $p.server_cpu_us_per_file}
+          higher_is_better, load, figure: $p.files_per_s, server_cpu_us_per_file: $p.server_cpu_us_per_file,
+          client_cpu_us_per_file: $p.client_cpu_us_per_file}
       else . end)
   | (map(select(.name == "raw" and .valid)) | map(.figure) | median) as $raw
   | (map(.load) | median) as $load
@@ -486,7 +487,9 @@ jq -s -r --arg reps "$REPS" '
       | (map(select(.label == "ferry" and .valid) | .figure) | median) as $ferry
       | (map(select(.label == "floor") | .server_cpu_us_per_file // empty) | median) as $cpu
       | select($floor != null)
-      | "async floor (ferry-bench floor), \(.[0].name): \($floor | fmt(1)) files/s, \($cpu | fmt(0)) µs/file of server CPU; Ferry at \(if $ferry == null then "n/a" else ($ferry / $floor * 100 | round | tostring) + "%" end) of it"]
+      | . as $g
+      | ((servers + ["floor"]) | map(. as $s | $g | map(select(.label == $s) | .client_cpu_us_per_file // empty) | median | fmt(0)) | join(" / ")) as $client
+      | "async floor (ferry-bench floor), \($g[0].name): \($floor | fmt(1)) files/s, \($cpu | fmt(0)) µs/file of server CPU; Ferry at \(if $ferry == null then "n/a" else ($ferry / $floor * 100 | round | tostring) + "%" end) of it; load generator CPU against vsftpd / Pure-FTPd / Ferry / the floor: \($client) µs/file"]
       | .[]),
     "download during a flood of failed logins, as % of the same server'"'"'s download alone: \(kept("retr-during-login-flood"))",
     "download while every cold account logs in once, as % of the same server'"'"'s download alone: \(kept("retr-during-cold-logins"))",

@@ -180,6 +180,9 @@ pub enum Scenario {
         bind: std::net::SocketAddr,
         #[arg(long)]
         root: std::path::PathBuf,
+        /// Write uploads as Ferry does (blocking pool, unnamed file linked in) instead of in place
+        #[arg(long)]
+        atomic_uploads: bool,
     },
 }
 
@@ -274,6 +277,8 @@ pub struct Phase {
     /// Server CPU microseconds per file in this phase (absent without --server-pid).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_us_per_file: Option<f64>,
+    /// The load generator's own CPU microseconds per file in this phase.
+    pub client_cpu_us_per_file: f64,
 }
 
 impl Scenario {

@@ -25,6 +25,17 @@ struct ProcessStat {
     ticks: u64,
 }
 
+/// CPU seconds this process (the load generator) has spent so far, to the microsecond
+/// (the /proc ticks that [`ProcessTree::cpu_seconds`] reads are 10 ms).
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer cannot fail.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 impl ProcessTree {
     /// CPU seconds spent so far by the root and its live descendants (each including the
     /// children it reaped). Differences of two readings give a scenario's cost.

@@ -2,7 +2,7 @@
 
 use super::client::{self, Connector, Session};
 use super::discard::Discard;
-use super::probe::ProcessTree;
+use super::probe::{ProcessTree, own_cpu_seconds};
 use super::{
     BenchError, Measured, Phase, Scenario, Tally, account_name, bounded, megabytes_per_second,
 };
@@ -235,23 +235,30 @@ async fn small_files(
     let contents: Vec<Vec<u8>> = (0..files).map(|i| pattern(size, i as u32 + 2)).collect();
     let mut tally = Tally::default();
     let cpu = || server.and_then(|tree| tree.cpu_seconds().ok());
+    let per_file = |seconds: f64| (seconds * 1e6 / files.max(1) as f64).round();
     // The clock stops before the server's CPU is read (a walk of /proc).
-    let phase = |name, elapsed: Duration, cpu_before: Option<f64>, cpu_after: Option<f64>| Phase {
+    let phase = |name, elapsed: Duration, before: Readings, after: Readings| Phase {
         name,
         files_per_s: files as f64 / elapsed.as_secs_f64(),
-        server_cpu_us_per_file: cpu_before
-            .zip(cpu_after)
-            .map(|(before, after)| ((after - before) * 1e6 / files.max(1) as f64).round()),
+        server_cpu_us_per_file: before
+            .server
+            .zip(after.server)
+            .map(|(b, a)| per_file(a - b)),
+        client_cpu_us_per_file: per_file(after.client - before.client),
     };
-    let (cpu_start, started) = (cpu(), Instant::now());
+    let read = || Readings {
+        server: cpu(),
+        client: own_cpu_seconds(),
+    };
+    let (before, started) = (read(), Instant::now());
     for (index, content) in contents.iter().enumerate() {
         let path = format!("{dir}/small-{index}.bin");
         let sent = session.stor(&path, size as u64, content).await?;
         tally.transfer(sent, size as u64);
     }
     let elapsed = started.elapsed();
-    let stor = phase("stor", elapsed, cpu_start, cpu());
-    let (cpu_start, retr_started) = (cpu(), Instant::now());
+    let stor = phase("stor", elapsed, before, read());
+    let (before, retr_started) = (read(), Instant::now());
     for (index, content) in contents.iter().enumerate() {
         let path = format!("{dir}/small-{index}.bin");
         let received = session.retr_to_vec(&path).await?;
@@ -261,7 +268,7 @@ async fn small_files(
         }
     }
     let elapsed = retr_started.elapsed();
-    let retr = phase("retr", elapsed, cpu_start, cpu());
+    let retr = phase("retr", elapsed, before, read());
     let seconds = started.elapsed().as_secs_f64();
     session.quit().await?;
     Ok(Measured {
@@ -270,6 +277,13 @@ async fn small_files(
         seconds,
         phases: vec![stor, retr],
     })
+}
+
+/// CPU seconds so far: the server's (with --server-pid) and the load generator's own.
+#[derive(Clone, Copy)]
+struct Readings {
+    server: Option<f64>,
+    client: f64,
 }
 
 /// LIST `path` `repeat` times; each must show `entries` lines. The figure is the median

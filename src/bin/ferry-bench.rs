@@ -10,8 +10,17 @@ fn main() -> ExitCode {
     if let Scenario::Reap { command } = &args.scenario {
         return ferry::bench::reaper::run(command);
     }
-    if let Scenario::Floor { bind, root } = &args.scenario {
-        return ferry::bench::floor::run(*bind, root);
+    if let Scenario::Floor {
+        bind,
+        root,
+        atomic_uploads,
+    } = &args.scenario
+    {
+        let uploads = match atomic_uploads {
+            true => ferry::bench::floor::Uploads::Atomic,
+            false => ferry::bench::floor::Uploads::InPlace,
+        };
+        return ferry::bench::floor::run(*bind, root, uploads);
     }
     // Thousands of sessions need thousands of sockets.
     ferry::server::raise_open_file_limit(&slog::Logger::root(slog::Discard, slog::o!()));
